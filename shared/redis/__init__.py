@@ -1,0 +1,8 @@
+"""Async Upstash Redis REST client: typed commands, pipelines, auto-pipelining, scripts."""
+
+from shared.redis.client import DEFAULT_TIMEOUT, Redis
+from shared.redis.pipeline import Handle, Pipeline
+from shared.redis.retry import RetryPolicy
+from shared.redis.script import Script
+
+__all__ = ["DEFAULT_TIMEOUT", "Handle", "Pipeline", "Redis", "RetryPolicy", "Script"]
