@@ -74,7 +74,9 @@ async def test_errors_stay_with_their_caller() -> None:
     r = client(t)
     async with request_scope():
         ok1, bad, ok2 = await asyncio.gather(
-            r.execute(["A", "1"]), r.execute(["FAIL"]), r.execute(["B", "2"]),
+            r.execute(["A", "1"]),
+            r.execute(["FAIL"]),
+            r.execute(["B", "2"]),
             return_exceptions=True,
         )
     assert ok1 == "A:1" and ok2 == "B:2"
@@ -103,7 +105,9 @@ async def test_batch_size_is_capped() -> None:
     r = client(t, max_batch=10)
     async with request_scope():
         await asyncio.gather(*(r.execute(["X", i]) for i in range(25)))
-    sizes = [len(json.loads(req.body)) if req.url.endswith("/pipeline") else 1 for req in t.requests]
+    sizes = [
+        len(json.loads(req.body)) if req.url.endswith("/pipeline") else 1 for req in t.requests
+    ]
     assert max(sizes) <= 10 and sum(sizes) == 25
 
 

@@ -52,10 +52,15 @@ def test_encode_arg_rejects(bad: object) -> None:
 def test_encode_body_modes() -> None:
     """Single commands are one array; pipelines an array of arrays."""
     assert json.loads(encode_body([["SET", "k", "v", "EX", 10]], "single")) == [
-        "SET", "k", "v", "EX", 10,
+        "SET",
+        "k",
+        "v",
+        "EX",
+        10,
     ]
     assert json.loads(encode_body([["GET", "a"], ["GET", "b"]], "pipeline")) == [
-        ["GET", "a"], ["GET", "b"],
+        ["GET", "a"],
+        ["GET", "b"],
     ]
     with pytest.raises(ValueError):
         encode_body([["GET", "a"], ["GET", "b"]], "single")
@@ -104,8 +109,11 @@ def test_decode_tree_nested() -> None:
 @pytest.mark.parametrize(
     ("text", "code", "cls"),
     [
-        ("WRONGTYPE Operation against a key holding the wrong kind of value", "WRONGTYPE",
-         RedisCommandError),
+        (
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "WRONGTYPE",
+            RedisCommandError,
+        ),
         ("NOSCRIPT No matching script. Please use EVAL.", "NOSCRIPT", RedisNoScriptError),
         ("ERR syntax error", "ERR", RedisCommandError),
         ("something lower case", "ERR", RedisCommandError),

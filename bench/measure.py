@@ -1,0 +1,95 @@
+"""Small timing helpers and a plain-text table printer for the benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float
+    cpu_s: float
+    count: int
+
+    @property
+    def wall_us(self) -> float:
+        return self.wall_s / self.count * 1e6
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s / self.count * 1e6
+
+
+async def timed(count: int, op: Callable[[int], Awaitable[object]]) -> Timing:
+    """Runs `op(i)` sequentially `count` times, measuring wall and process CPU time."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(count):
+        await op(i)
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu, count)
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [title, "-" * len(title)]
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def ratio(ours: float, theirs: float, higher_is_better: bool = False) -> str:
+    if ours <= 0 or theirs <= 0:
+        return "n/a"
+    value = ours / theirs if higher_is_better else theirs / ours
+    return f"{value:.2f}x"
+
+
+class ServerCounter:
+    """Reads the devstack's request counters (devstack-only endpoint)."""
+
+    def __init__(self, rest_url: str, token: str) -> None:
+        self._url = rest_url + "/_devstack/stats"
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def read(self) -> dict[str, int]:
+        data: dict[str, int] = httpx.get(self._url, headers=self._headers).json()
+        return data
+
+
+def import_time_us(module: str, runs: int = 5) -> float:
+    """Median cumulative import time of `module` in a fresh interpreter (-X importtime)."""
+    samples = []
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        total = 0
+        for line in proc.stderr.splitlines():
+            # "import time: self [us] | cumulative | imported package"; top-level rows
+            # are those whose name has no leading indentation.
+            parts = line.split("|")
+            if len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  "):
+                try:
+                    total += int(parts[1].strip())
+                except ValueError:
+                    continue
+        samples.append(total)
+    return statistics.median(samples)

@@ -1,0 +1,127 @@
+"""``python -m devstack up [--json]``: run the local stack until SIGINT/SIGTERM.
+
+With ``--json`` exactly one line goes to stdout once every service is ready::
+
+    {"redis_rest_url": "http://127.0.0.1:PORT", "redis_rest_token": "devstack-token",
+     "redis_rest_readonly_token": "devstack-readonly-token",
+     "redis_url": "redis://127.0.0.1:RPORT", "redis_pid": 1234, "pid": 1233}
+
+Logs go to stderr only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from devstack.qstash import QStashOptions, QStashService
+from devstack.redis_process import default_binary
+from devstack.services import RedisRestService, RedisService, RestOptions, Service
+
+log = logging.getLogger("devstack")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Redis and the Upstash-compatible REST server")
+    up.add_argument("--json", action="store_true", help="print one JSON line when ready")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=0, help="REST port (default: a free one)")
+    up.add_argument("--data-dir", type=Path, default=None, help="persist Redis data here")
+    up.add_argument("--token", default="devstack-token")
+    up.add_argument("--readonly-token", default="devstack-readonly-token")
+    up.add_argument("--max-request-bytes", type=int, default=1024 * 1024)
+    up.add_argument(
+        "--redis-restart-delay",
+        type=float,
+        default=0.5,
+        help="seconds to wait before restarting a Redis child that died",
+    )
+    up.add_argument("--qstash-port", type=int, default=0, help="QStash port (default: a free one)")
+    up.add_argument(
+        "--qstash-time-scale",
+        type=float,
+        default=1.0,
+        help="multiply QStash delays and retry backoff (devstack only; tests use 0.001)",
+    )
+    up.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def build_services(args: argparse.Namespace) -> list[Service]:
+    options = RestOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        readonly_token=args.readonly_token,
+        max_request_bytes=args.max_request_bytes,
+    )
+    return [
+        RedisService(default_binary(), args.data_dir, args.redis_restart_delay),
+        RedisRestService(options),
+        QStashService(
+            QStashOptions(host=args.host, port=args.qstash_port, time_scale=args.qstash_time_scale)
+        ),
+    ]
+
+
+def announce(info: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info), flush=True)
+        return
+    lines = ["devstack is up (Ctrl-C to stop):"]
+    lines += [f"  {key:<28} {value}" for key, value in info.items()]
+    lines += [
+        "",
+        f"  export UPSTASH_REDIS_REST_URL={info.get('redis_rest_url')}",
+        f"  export UPSTASH_REDIS_REST_TOKEN={info.get('redis_rest_token')}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+async def run(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    info: dict[str, object] = {}
+    try:
+        for service in build_services(args):
+            info.update(await service.start(info))
+            started.append(service)
+        info["pid"] = os.getpid()
+        announce(info, args.json)
+        await stop.wait()
+        log.info("stopping")
+        return 0
+    finally:
+        for service in reversed(started):
+            with contextlib.suppress(Exception):
+                await service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        return asyncio.run(run(args))
+    except Exception as exc:
+        log.error("devstack failed: %s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

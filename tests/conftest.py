@@ -1,0 +1,89 @@
+"""Session fixtures shared by every test layer: the local devstack.
+
+``devstack`` starts ``python -m devstack up --json`` once per session and yields a
+:class:`Devstack` (URLs, tokens and the raw JSON line). ``rest_env`` gives the
+environment an Upstash client reads. Tests using them must pick unique key
+prefixes (``unique_prefix``) and never FLUSHDB: the server is shared.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import launch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Devstack:
+    """What ``devstack up --json`` announced."""
+
+    redis_rest_url: str
+    redis_rest_token: str
+    redis_rest_readonly_token: str
+    redis_url: str
+    raw: dict[str, Any] = field(repr=False)
+    process: subprocess.Popen[str] = field(repr=False, compare=False)
+    stderr_path: Path = field(repr=False, compare=False)
+
+    def stderr_text(self) -> str:
+        """Everything the devstack logged so far (stderr goes to a file, never a pipe)."""
+        return self.stderr_path.read_text(errors="replace")
+
+
+def start_devstack(*extra_args: str) -> Devstack:
+    """Start a private devstack subprocess (bounded wait for its JSON line)."""
+    try:
+        handle = launch.start_devstack(*extra_args)
+    except launch.DevstackStartError as exc:
+        pytest.fail(str(exc))
+    info = handle.info
+    return Devstack(
+        redis_rest_url=info["redis_rest_url"],
+        redis_rest_token=info["redis_rest_token"],
+        redis_rest_readonly_token=info["redis_rest_readonly_token"],
+        redis_url=info["redis_url"],
+        raw=info,
+        process=handle.process,
+        stderr_path=handle.stderr_path,
+    )
+
+
+def stop_devstack(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """SIGTERM, wait, kill on timeout."""
+    launch.DevstackProcess({}, proc, Path("/dev/null")).stop(timeout)
+
+
+@pytest.fixture(scope="session")
+def devstack() -> Iterator[Devstack]:
+    """The session-wide local stack (Redis + Upstash-compatible REST server)."""
+    stack = start_devstack()
+    try:
+        yield stack
+    finally:
+        stop_devstack(stack.process)
+        stack.stderr_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def rest_env(devstack: Devstack) -> dict[str, str]:
+    """Environment variables an Upstash Redis REST client reads."""
+    return {
+        "UPSTASH_REDIS_REST_URL": devstack.redis_rest_url,
+        "UPSTASH_REDIS_REST_TOKEN": devstack.redis_rest_token,
+    }
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A random key prefix so tests sharing the Redis never collide."""
+    return f"test:{uuid.uuid4().hex}:"
