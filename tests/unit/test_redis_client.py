@@ -20,8 +20,10 @@ from shared.scope import request_scope
 
 
 class EchoTransport:
-    """Answers each command with its own name and first argument joined, records every request;
-    a command named FAIL gets a Redis error, SLOW hangs, and `fail_times` transport errors come first."""
+    """Echoes each command's name and first argument and records every request.
+
+    FAIL gets a Redis error, SLOW hangs, and `fail_times` transport errors come first.
+    """
 
     def __init__(self, fail_times: int = 0) -> None:
         self.requests: list[HttpRequest] = []
