@@ -39,7 +39,7 @@ class FetchTransport:
     async def _exchange(self, request: HttpRequest) -> HttpResponse:
         kwargs: dict[str, Any] = {"method": request.method, "headers": dict(request.headers)}
         if request.body:
-            kwargs["body"] = request.body.decode("utf-8", errors="surrogateescape")
+            kwargs["body"] = request.body  # bytes: Pyodide's to_js turns them into a Uint8Array
         response = await self._fetch(request.url, **kwargs)
         body = await response.bytes()
         headers = {k.lower(): v for k, v in _header_pairs(getattr(response, "headers", None))}

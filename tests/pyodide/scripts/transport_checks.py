@@ -1,0 +1,119 @@
+"""Inside Pyodide: `shared.http.FetchTransport` over `pyodide.http.pyfetch` and `workers.fetch`,
+against the CPython test's loopback echo server (ENV: ECHO_URL, REFUSED_URL)."""
+
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import workers
+from pyodide.http import pyfetch
+from pyodide_checks import Checks
+
+from shared.errors import TransportError, TransportTimeout
+from shared.http import FetchTransport, HttpRequest
+
+ENV: dict[str, str] = globals()["ENV"]
+ECHO = ENV["ECHO_URL"]
+checks = Checks()
+
+FETCHES: dict[str, Callable[..., Awaitable[Any]]] = {
+    "pyfetch": pyfetch,
+    "workers_fetch": workers.fetch,
+}
+
+
+def echoed(body: bytes) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
+def cases(transport: FetchTransport) -> dict[str, Callable[[], Awaitable[None]]]:
+    async def post_json() -> None:
+        payload = json.dumps({"name": "café ☕", "n": 1}).encode()
+        response = await transport.send(
+            HttpRequest(
+                "POST",
+                f"{ECHO}/echo/path?q=1",
+                headers={"Content-Type": "application/json", "X-Custom": "v1"},
+                body=payload,
+            )
+        )
+        assert response.status == 200, response
+        assert response.header("X-Echo") == "yes", response.headers
+        assert all(name == name.lower() for name in response.headers), response.headers
+        echo = echoed(response.body)
+        assert echo["method"] == "POST", echo
+        assert echo["path"] == "/echo/path?q=1", echo
+        assert echo["headers"]["x-custom"] == "v1", echo["headers"]
+        assert echo["headers"]["content-type"] == "application/json", echo["headers"]
+        assert base64.b64decode(echo["body_b64"]) == payload, echo
+
+    async def get_without_body() -> None:
+        response = await transport.send(HttpRequest("GET", f"{ECHO}/echo"))
+        echo = echoed(response.body)
+        assert (echo["method"], echo["body_b64"]) == ("GET", ""), echo
+
+    async def binary_response_body() -> None:
+        response = await transport.send(HttpRequest("GET", f"{ECHO}/bytes"))
+        assert response.status == 200
+        assert response.body == bytes(range(256)), response.body[:20]
+
+    async def binary_request_body() -> None:
+        payload = bytes(range(256))
+        response = await transport.send(HttpRequest("POST", f"{ECHO}/echo", body=payload))
+        got = base64.b64decode(echoed(response.body)["body_b64"])
+        assert got == payload, f"sent {len(payload)} bytes, server got {len(got)}: {got[:40]!r}"
+
+    async def bytes_body_passed_as_is_roundtrips() -> None:
+        # The fix proposed for FetchTransport: hand the body bytes to fetch unchanged; Pyodide's
+        # to_js turns them into a Uint8Array, so every byte arrives.
+        payload = bytes(range(256))
+        response = await transport._fetch(f"{ECHO}/echo", method="POST", body=payload)
+        got = base64.b64decode(echoed(await response.bytes())["body_b64"])
+        assert got == payload, f"sent {len(payload)} bytes, server got {len(got)}"
+
+    async def timeout_raises_transport_timeout() -> None:
+        started = time.monotonic()
+        try:
+            await transport.send(HttpRequest("GET", f"{ECHO}/hang", timeout=0.5))
+        except TransportTimeout:
+            elapsed = time.monotonic() - started
+            assert elapsed < 2.0, elapsed
+        else:
+            raise AssertionError("no TransportTimeout")
+
+    async def connection_refused_raises_transport_error() -> None:
+        try:
+            await transport.send(HttpRequest("GET", ENV["REFUSED_URL"], timeout=5))
+        except TransportTimeout as exc:
+            raise AssertionError("refused connection reported as a timeout") from exc
+        except TransportError as exc:
+            checks.data.setdefault("refused_errors", []).append(str(exc))
+        else:
+            raise AssertionError("no TransportError")
+
+    return {
+        fn.__name__: fn
+        for fn in (
+            post_json,
+            get_without_body,
+            binary_response_body,
+            binary_request_body,
+            bytes_body_passed_as_is_roundtrips,
+            timeout_raises_transport_timeout,
+            connection_refused_raises_transport_error,
+        )
+    }
+
+
+# FetchTransport decodes the body with surrogateescape and sends a str: every byte >= 0x80
+# reaches the server as U+FFFD (3 bytes). Fix in shared/http/fetch.py: pass `request.body`.
+XFAIL: dict[str, str] = {}
+
+for fetch_name, fetch_fn in FETCHES.items():
+    for case_name, case_fn in cases(FetchTransport(fetch_fn)).items():
+        checks.add(f"{fetch_name}:{case_name}", case_fn, xfail=XFAIL.get(case_name))
+
+await checks.run()  # noqa: F704
