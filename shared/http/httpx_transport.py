@@ -22,7 +22,7 @@ class HttpxTransport:
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
             )
         return self._client
 

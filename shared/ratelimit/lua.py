@@ -1,0 +1,122 @@
+"""The limiter's Lua scripts: one per algorithm, each one round trip, Redis 6.2 commands only.
+
+Each script reads and writes the same keys with the same meanings as
+@upstash/ratelimit (window counters as integer strings, the token bucket hash
+fields `refilledAt`/`tokens` in milliseconds), so both share one budget. Unlike
+upstream, a request that does not fit is rejected without writing anything, and
+every key it creates gets a TTL. `rate = 0` reads the state without writing
+(used by `get_remaining`); a negative rate refunds, never below zero (windows)
+or above the limit (bucket). The optional last KEY is `{prefix}:dynamic:global`:
+when it holds a number, it replaces the configured limit.
+
+Time (`now_ms`) is an argument, never `redis.call("TIME")`: the caller's clock
+decides the window (the same trade-off as upstream, see `limiter.py`).
+"""
+
+from __future__ import annotations
+
+from shared.redis import Script
+
+# KEYS[1] window counter `{prefix}:{id}:{floor(now_ms / window_ms)}`
+# KEYS[2] optional dynamic limit key
+# ARGV[1] limit, ARGV[2] window_ms, ARGV[3] rate (weight; 0 reads, < 0 refunds)
+# Returns {allowed 0|1, used after the call, effective limit}
+FIXED_WINDOW = Script(
+    """
+local limit = tonumber(ARGV[1])
+if KEYS[2] then
+  local dynamic = tonumber(redis.call("GET", KEYS[2]) or "")
+  if dynamic then limit = dynamic end
+end
+local window = tonumber(ARGV[2])
+local rate = tonumber(ARGV[3])
+local used = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
+if rate > 0 then
+  if used + rate > limit then
+    return {0, used, limit}
+  end
+  used = redis.call("INCRBY", KEYS[1], rate)
+  if redis.call("PTTL", KEYS[1]) < 0 then
+    redis.call("PEXPIRE", KEYS[1], window)
+  end
+elseif rate < 0 and used > 0 then
+  used = redis.call("INCRBY", KEYS[1], math.max(rate, -used))
+end
+return {1, used, limit}
+"""
+)
+
+# KEYS[1] current window counter `{prefix}:{id}:{w}`, KEYS[2] previous `{prefix}:{id}:{w-1}`
+# KEYS[3] optional dynamic limit key
+# ARGV[1] limit, ARGV[2] now_ms, ARGV[3] window_ms, ARGV[4] rate
+# Returns {allowed 0|1, current count after the call, previous count, weighted previous,
+#          effective limit}; used = current + floor((1 - (now % window) / window) * previous)
+SLIDING_WINDOW = Script(
+    """
+local limit = tonumber(ARGV[1])
+if KEYS[3] then
+  local dynamic = tonumber(redis.call("GET", KEYS[3]) or "")
+  if dynamic then limit = dynamic end
+end
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local rate = tonumber(ARGV[4])
+local current = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
+local previous = tonumber(redis.call("GET", KEYS[2]) or "0") or 0
+local weighted = math.floor((1 - (now % window) / window) * previous)
+if rate > 0 then
+  if current + weighted + rate > limit then
+    return {0, current, previous, weighted, limit}
+  end
+  current = redis.call("INCRBY", KEYS[1], rate)
+  if redis.call("PTTL", KEYS[1]) < 0 then
+    redis.call("PEXPIRE", KEYS[1], window * 2 + 1000)
+  end
+elseif rate < 0 and current > 0 then
+  current = redis.call("INCRBY", KEYS[1], math.max(rate, -current))
+end
+return {1, current, previous, weighted, limit}
+"""
+)
+
+# KEYS[1] bucket hash `{prefix}:{id}` with fields refilledAt (ms) and tokens
+# KEYS[2] optional dynamic limit key (replaces max_tokens)
+# ARGV[1] max_tokens, ARGV[2] interval_ms, ARGV[3] refill_rate, ARGV[4] now_ms, ARGV[5] rate
+# Returns {allowed 0|1, tokens after the call (refills applied), refilledAt, effective max}
+TOKEN_BUCKET = Script(
+    """
+local limit = tonumber(ARGV[1])
+if KEYS[2] then
+  local dynamic = tonumber(redis.call("GET", KEYS[2]) or "")
+  if dynamic then limit = dynamic end
+end
+local interval = tonumber(ARGV[2])
+local refill = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local rate = tonumber(ARGV[5])
+local bucket = redis.call("HMGET", KEYS[1], "refilledAt", "tokens")
+local refilled_at = tonumber(bucket[1])
+local tokens = tonumber(bucket[2])
+if not refilled_at or not tokens then
+  refilled_at = now
+  tokens = limit
+end
+if now >= refilled_at + interval then
+  local refills = math.floor((now - refilled_at) / interval)
+  tokens = math.min(limit, tokens + refills * refill)
+  refilled_at = refilled_at + refills * interval
+end
+if rate == 0 then
+  return {1, tokens, refilled_at, limit}
+end
+if rate > 0 and tokens < rate then
+  return {0, tokens, refilled_at, limit}
+end
+local remaining = math.min(limit, tokens - rate)
+redis.call("HSET", KEYS[1], "refilledAt", refilled_at, "tokens", remaining)
+local ttl = math.ceil((limit - remaining) / refill) * interval
+if ttl <= 0 then ttl = interval end
+redis.call("PEXPIRE", KEYS[1], ttl)
+return {1, remaining, refilled_at, limit}
+"""
+)

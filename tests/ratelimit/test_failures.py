@@ -1,0 +1,89 @@
+"""A slow or failing Redis: explicit fail-open / fail-closed, never an exception."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
+from shared.redis import Redis, RetryPolicy
+
+
+@pytest.fixture
+async def fault_url() -> AsyncIterator[str]:
+    """A fake REST endpoint: /hang never answers, /fail answers 500, /garbage answers nonsense."""
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        return web.json_response({"result": None})
+
+    async def fail(request: web.Request) -> web.Response:
+        return web.json_response({"error": "ERR server exploded"}, status=500)
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.json_response({"result": "not an array"})
+
+    app = web.Application()
+    app.router.add_post("/hang", hang)
+    app.router.add_post("/fail", fail)
+    app.router.add_post("/garbage", garbage)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def limiter(url: str, on_error: str, timeout: str = "5s") -> Ratelimit:
+    redis = Redis(url, "token", retry=RetryPolicy.never())
+    return Ratelimit(redis, fixed_window(5, "10s"), "p", timeout=timeout, on_error=on_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("on_error", "success"), [("allow", True), ("deny", False)])
+async def test_slow_redis_gives_reason_timeout(
+    fault_url: str, on_error: str, success: bool
+) -> None:
+    """A Redis slower than the timeout decides by on_error, with reason "timeout", fast."""
+    rl = limiter(fault_url + "/hang", on_error, timeout="100ms")
+    started = asyncio.get_running_loop().time()
+    result = await rl.limit("id")
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert (result.success, result.reason, result.remaining) == (success, "timeout", 0)
+
+
+@pytest.mark.parametrize(("on_error", "success"), [("allow", True), ("deny", False)])
+@pytest.mark.parametrize("path", ["/fail", "/garbage"])
+async def test_failing_redis_gives_reason_error(
+    fault_url: str, path: str, on_error: str, success: bool
+) -> None:
+    """A Redis that answers 500 or nonsense decides by on_error, with reason "error"."""
+    result = await limiter(fault_url + path, on_error).limit("id")
+    assert (result.success, result.reason) == (success, "error")
+
+
+async def test_refused_connection_gives_reason_error() -> None:
+    """Nothing listening at all is an error too, not an exception."""
+    result = await limiter("http://127.0.0.1:9", "deny").limit("id")
+    assert (result.success, result.reason) == (False, "error")
+
+
+async def test_default_timeout_suits_an_edge_request() -> None:
+    """The default timeout is 1 s and fail-open, stated by the result's reason."""
+    rl = Ratelimit(Redis("http://127.0.0.1:9", "t"), sliding_window(1, "1s"))
+    assert (rl.timeout, rl.on_error) == (1.0, "allow")
+
+
+async def test_failures_are_not_cached_as_blocks(fault_url: str) -> None:
+    """A fail-closed denial is not remembered: the next call asks Redis again."""
+    rl = Ratelimit(
+        Redis(fault_url + "/fail", "t", retry=RetryPolicy.never()),
+        token_bucket(1, "1s", 1),
+        on_error="deny",
+    )
+    assert (await rl.limit("id")).reason == "error"
+    assert (await rl.limit("id")).reason == "error"

@@ -1,0 +1,113 @@
+"""The official @upstash/ratelimit (npm) and ours, alternating on one identifier, share a budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
+from shared.redis import Redis
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+LIMIT = 10
+OURS = {
+    "fixed": lambda: fixed_window(LIMIT, "1 d"),
+    "sliding": lambda: sliding_window(LIMIT, "1 d"),
+    "token": lambda: token_bucket(1, "1 d", LIMIT),
+}
+
+
+class NodeLimiter:
+    """A running `interop.mjs`: one identifier per stdin line, one JSON result per line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def limit(self, identifier: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(identifier.encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        answer: dict[str, Any] = json.loads(line)
+        assert "error" not in answer, answer
+        return answer
+
+
+async def start_node(devstack: Any, prefix: str, algorithm: str) -> NodeLimiter:
+    if shutil.which("node") is None or not (REPO_ROOT / "node_modules/@upstash/ratelimit").is_dir():
+        pytest.fail("node and `npm ci` (node_modules/@upstash/ratelimit) are required")
+    config = {
+        "url": devstack.redis_rest_url,
+        "token": devstack.redis_rest_token,
+        "prefix": prefix,
+        "algorithm": algorithm,
+        "limit": LIMIT,
+        "window": "1 d",
+        "refill": 1,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(HERE / "interop.mjs"),
+        json.dumps(config),
+        cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
+    return NodeLimiter(proc)
+
+
+@pytest.fixture
+async def node_factory(devstack: Any) -> AsyncIterator[Any]:
+    """Starts interop.mjs processes and stops them at the end of the test."""
+    started: list[NodeLimiter] = []
+
+    async def start(prefix: str, algorithm: str) -> NodeLimiter:
+        node = await start_node(devstack, prefix, algorithm)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        assert node.proc.stdin is not None
+        node.proc.stdin.close()
+        try:
+            await asyncio.wait_for(node.proc.wait(), 10)
+        except TimeoutError:
+            node.proc.kill()
+            await node.proc.wait()
+
+
+@pytest.mark.parametrize("algorithm", list(OURS))
+async def test_alternating_with_the_official_limiter_admits_exactly_the_limit(
+    algorithm: str, node_factory: Any, rest: Redis[str], prefix: str, ident: str
+) -> None:
+    """TypeScript and Python calls, alternating on one identifier, admit LIMIT in total."""
+    node = await node_factory(prefix, algorithm)
+    ours = Ratelimit(rest, OURS[algorithm](), prefix, timeout=30, on_error="deny")
+    admitted = {"ts": 0, "py": 0}
+    trail: list[tuple[str, bool, int]] = []
+    for i in range(2 * LIMIT + 6):
+        if i % 2 == 0:
+            answer = await node.limit(ident)
+            admitted["ts"] += answer["success"]
+            trail.append(("ts", answer["success"], answer["remaining"]))
+        else:
+            result = await ours.limit(ident)
+            assert result.reason in (None, "cache_block"), result
+            admitted["py"] += result.success
+            trail.append(("py", result.success, result.remaining))
+    assert admitted["ts"] + admitted["py"] == LIMIT, trail
+    assert admitted["ts"] == admitted["py"] == LIMIT // 2, trail
+    # remaining counts down across both implementations
+    assert [r for _, ok, r in trail if ok] == list(range(LIMIT - 1, -1, -1)), trail
