@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from devstack.email_sink import EmailSinkOptions, EmailSinkService
 from devstack.qstash import QStashOptions, QStashService
 from devstack.redis_process import default_binary
 from devstack.services import RedisRestService, RedisService, RestOptions, Service
@@ -52,7 +53,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=1.0,
         help="multiply QStash delays and retry backoff (devstack only; tests use 0.001)",
     )
+    up.add_argument("--email-port", type=int, default=0, help="email sink port (default: free)")
     up.add_argument("-v", "--verbose", action="store_true")
+    dev = sub.add_parser("dev", help="the stack plus the API (make dev / make dev-worker)")
+    dev.add_argument("--worker", action="store_true", help="serve the Worker (Pyodide) on 8787")
+    dev.add_argument("--port", type=int, default=None)
     return parser.parse_args(argv)
 
 
@@ -70,6 +75,7 @@ def build_services(args: argparse.Namespace) -> list[Service]:
         QStashService(
             QStashOptions(host=args.host, port=args.qstash_port, time_scale=args.qstash_time_scale)
         ),
+        EmailSinkService(EmailSinkOptions(host=args.host, port=args.email_port)),
     ]
 
 
@@ -111,6 +117,10 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "dev":
+        from devstack.dev import run as run_dev
+
+        return run_dev(worker=args.worker, port=args.port)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if args.verbose else logging.INFO,

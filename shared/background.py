@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from shared.scope import current_scope
+from shared.scope import ScopeKey, current_scope
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class BackgroundWork:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-_OWNER = object()
+_OWNER = ScopeKey("background")
 
 
 def background() -> BackgroundWork:

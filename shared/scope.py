@@ -15,6 +15,7 @@ Code outside any scope (scripts, benchmarks, tests) shares one process scope.
 from __future__ import annotations
 
 import contextvars
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,24 +23,46 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class RequestScope:
-    """A bag of per-scope state, keyed by the owner object (one client, one cache...)."""
+class ScopeKey:
+    """A module-level owner of scope state (weakly referenceable, unlike `object()`)."""
 
-    __slots__ = ("_state", "name")
+    __slots__ = ("__weakref__", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._state: dict[int, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"ScopeKey({self.name!r})"
+
+
+class RequestScope:
+    """A bag of per-scope state, keyed by the owner object (one client, one cache...)."""
+
+    __slots__ = ("_pinned", "_state", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # Weak keys: state dies with its owner, and a new owner can never inherit the
+        # state of a collected one that had the same id().
+        self._state: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._pinned: dict[int, tuple[object, Any]] = {}  # owners without weakref support
 
     def state(self, owner: object, factory: Callable[[], T]) -> T:
         """The state `owner` keeps in this scope, created by `factory` on first use."""
-        key = id(owner)
         try:
-            value: T = self._state[key]
-        except KeyError:
+            if owner in self._state:
+                found: T = self._state[owner]
+                return found
             value = factory()
-            self._state[key] = value
-        return value
+            self._state[owner] = value
+            return value
+        except TypeError:  # e.g. a bare object() sentinel: keep it alive with its state
+            entry = self._pinned.get(id(owner))
+            if entry is None or entry[0] is not owner:
+                entry = (owner, factory())
+                self._pinned[id(owner)] = entry
+            pinned: T = entry[1]
+            return pinned
 
 
 _PROCESS_SCOPE = RequestScope("process")

@@ -65,8 +65,8 @@ def stop_devstack(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
 
 @pytest.fixture(scope="session")
 def devstack() -> Iterator[Devstack]:
-    """The session-wide local stack (Redis + Upstash-compatible REST server)."""
-    stack = start_devstack()
+    """The session-wide local stack: Redis REST, QStash (waits scaled 1000x shorter), email sink."""
+    stack = start_devstack("--qstash-time-scale", "0.001")
     try:
         yield stack
     finally:

@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
+from shared.config import check_token, check_url
 from shared.errors import TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, Transport
 from shared.redis.autopipeline import AutoPipeliner
 from shared.redis.command import Command, Decoder
 from shared.redis.commands import CommandMethods, V
-from shared.redis.config import RestEndpoint, check_token, check_url, endpoint_from_env
+from shared.redis.config import RestEndpoint, endpoint_from_env
 from shared.redis.pipeline import Pipeline
 from shared.redis.protocol import PATHS, Mode, Reply, command_error, encode_body, parse_response
 from shared.redis.retry import RetryPolicy

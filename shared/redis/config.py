@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from shared.config import check_token, check_url
 from shared.errors import ConfigError
 
 URL_VARS = ("UPSTASH_REDIS_REST_URL", "KV_REST_API_URL")
@@ -19,24 +19,6 @@ class RestEndpoint:
 
     def __repr__(self) -> str:  # never show the token
         return f"RestEndpoint(url={self.url!r}, token=<redacted>)"
-
-
-def check_url(variable: str, value: str) -> str:
-    """An http(s) base URL without a trailing slash, or a ConfigError naming `variable`."""
-    url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(variable, "must be an http(s) URL such as https://<db>.upstash.io")
-    return url
-
-
-def check_token(variable: str, value: str) -> str:
-    token = value.strip()
-    if not token:
-        raise ConfigError(variable, "is empty")
-    if any(c.isspace() for c in token) or not token.isprintable():
-        raise ConfigError(variable, "contains whitespace or control characters (a paste error?)")
-    return token
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:

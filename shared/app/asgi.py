@@ -1,0 +1,125 @@
+"""The ASGI adapter (Vercel, uvicorn): ASGI scope -> `Request`, `Response` -> ASGI messages.
+
+Background work deferred during a request (`shared.background.defer`) is awaited
+after the final response body is sent and before the ASGI call returns: the
+client already has its answer and the Vercel invocation stays alive until the
+call returns (runtimes.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from shared.app.assembly import AppBundle
+from shared.app.errors import error_response, response_for
+from shared.app.http import Headers, Request, Response
+from shared.background import background
+from shared.scope import request_scope
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Reads the request body, stopping as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def client_ip_from(headers: Headers, scope: Scope) -> str | None:
+    """The first X-Forwarded-For entry (Vercel's edge sets it), else the socket peer."""
+    forwarded = headers.get("x-forwarded-for")
+    if forwarded:
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def send_response(send: Send, response: Response) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+
+class AsgiAdapter:
+    """Serves the app that `build()` assembles (once, on the first request) as ASGI.
+
+    Building lazily keeps import free of I/O and lets a configuration error answer
+    as JSON instead of crashing the function at import.
+    """
+
+    def __init__(self, build: Callable[[], AppBundle]) -> None:
+        self._build = build
+        self._bundle: AppBundle | None = None
+
+    def bundle(self) -> AppBundle:
+        if self._bundle is None:
+            self._bundle = self._build()
+        return self._bundle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        async with request_scope():
+            headers = Headers(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])
+            )
+            try:
+                bundle = self.bundle()
+                body = await read_body(receive, bundle.max_body_bytes)
+            except BodyTooLarge:
+                await send_response(send, error_response(413, "Request body too large"))
+                return
+            except Exception as exc:  # configuration errors: JSON, never a traceback
+                await send_response(send, response_for(exc, "startup"))
+                return
+            request = Request(
+                method=scope["method"].upper(),
+                path=scope.get("path") or "/",
+                query_string=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,
+                body=body,
+                client_ip=client_ip_from(headers, scope),
+            )
+            response = await bundle.app.handle(request)
+            await send_response(send, response)
+            # After the response: the client has it; the invocation lives until we return.
+            await background().drain()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

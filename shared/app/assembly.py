@@ -1,0 +1,147 @@
+"""Assembling the app from settings: services built once per process, routes, middleware.
+
+Both entrypoints call `build_app(env, transport=...)` once (on their first
+request) and reuse the bundle. Order creation needs pydantic; where it cannot be
+imported (offline Pyodide in tests) that route answers a clear 503 and
+everything else works.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.app.app import App, Middleware
+from shared.app.errors import HttpError
+from shared.app.http import Request, Response
+from shared.app.ratelimiting import rate_limit_middleware
+from shared.app.router import Handler, Router
+from shared.app.system_routes import CRON_PATH, cron_routes, health_routes
+from shared.background import defer
+from shared.cache import Cache
+from shared.http.transport import Transport
+from shared.jobs.email import EmailSender
+from shared.jobs.outbox import Outbox
+from shared.orders.confirmation import JOB_PATH, confirmation_routes
+from shared.orders.read_api import order_routes_read
+from shared.orders.repository import RedisOrderRepository
+from shared.orders.service import OrderService
+from shared.qstash import QStash, Receiver
+from shared.ratelimit import Ratelimit, fixed_window, sliding_window
+from shared.redis import Redis
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Per-process clients and helpers; they hold no per-request state."""
+
+    redis: Redis[Any]
+    limiter: Ratelimit
+    recipient_limiter: Ratelimit
+    cache: Cache
+    qstash: QStash
+    receiver: Receiver
+    sender: EmailSender
+    outbox: Outbox
+    repository: RedisOrderRepository
+    orders: OrderService
+
+    @classmethod
+    def build(cls, settings: Settings, transport: Transport) -> Services:
+        redis = Redis(settings.redis.url, settings.redis.token, transport=transport)
+        qstash = QStash(settings.qstash_token, url=settings.qstash_url, transport=transport)
+        outbox = Outbox(redis, qstash)
+        rate = settings.rate_limit
+        email_rate = settings.email_rate_limit
+        return cls(
+            redis=redis,
+            limiter=Ratelimit(redis, sliding_window(rate.tokens, rate.window)),
+            recipient_limiter=Ratelimit(
+                redis, fixed_window(email_rate.tokens, email_rate.window), prefix="ratelimit:email"
+            ),
+            cache=Cache(redis, namespace="cache", ttl=settings.cache_ttl_s, negative_ttl="30s"),
+            qstash=qstash,
+            receiver=Receiver(
+                settings.qstash_current_signing_key, settings.qstash_next_signing_key
+            ),
+            sender=EmailSender(transport, settings.email_api_url, api_key=settings.email_api_key),
+            outbox=outbox,
+            repository=RedisOrderRepository(redis),
+            orders=OrderService(redis, outbox, job_url=settings.job_url),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppBundle:
+    app: App
+    settings: Settings
+    services: Services
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.settings.max_body_bytes
+
+    async def scheduled(self, cron: str = "") -> None:
+        """The cron tick (Workers `scheduled`): flush the outbox as a safety net."""
+        report = await self.services.outbox.flush()
+        log.info(
+            "cron %s: outbox published=%d remaining=%d", cron, report.published, report.remaining
+        )
+
+
+def outbox_middleware(outbox: Outbox) -> Middleware:
+    """After a request, flush the outbox in the background while it may hold jobs."""
+
+    async def middleware(request: Request, call_next: Handler) -> Response:
+        response = await call_next(request)
+        if outbox.should_flush():
+            defer(outbox.flush())
+        return response
+
+    return middleware
+
+
+def _order_creation(services: Services, settings: Settings) -> Router:
+    try:
+        from shared.orders.api import order_routes_create
+    except ImportError as exc:  # pydantic missing: say so instead of failing everything
+        log.error("order creation disabled: %s", exc)
+        router = Router()
+
+        @router.route("POST", "/api/orders")
+        async def unavailable(request: Request) -> Response:
+            raise HttpError(503, "Order creation is unavailable: pydantic could not be imported")
+
+        return router
+    return order_routes_create(services.orders, settings.app_url)
+
+
+def build_app(env: Mapping[str, str], *, transport: Transport) -> AppBundle:
+    settings = Settings.from_env(env)
+    services = Services.build(settings, transport)
+    router = Router()
+    router.include(health_routes(services.redis))
+    router.include(_order_creation(services, settings))
+    router.include(order_routes_read(services.repository, services.cache))
+    router.include(
+        confirmation_routes(
+            redis=services.redis,
+            receiver=services.receiver,
+            job_url=settings.job_url,
+            repository=services.repository,
+            sender=services.sender,
+            email_from=settings.email_from,
+            recipient_limiter=services.recipient_limiter,
+        )
+    )
+    router.include(cron_routes(services.outbox, settings.cron_secret))
+    middleware = [
+        outbox_middleware(services.outbox),
+        rate_limit_middleware(services.limiter, exempt={JOB_PATH, CRON_PATH}),
+    ]
+    return AppBundle(App(router, middleware=middleware), settings, services)

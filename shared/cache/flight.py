@@ -1,0 +1,62 @@
+"""In-process single flight, per request scope: one caller per key does the work.
+
+Concurrent callers in the same request scope share the first caller's result
+(or exception). Scoped because on Workers a request must not await work started
+by another request (architecture.md); across requests the Redis lock decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from shared.scope import current_scope
+
+T = TypeVar("T")
+
+
+def scoped(instance: object, factory: Callable[[], T]) -> T:
+    """The state `instance` keeps in the current request scope, created on first use."""
+    return current_scope().state(instance, factory)
+
+
+def _flights() -> dict[str, asyncio.Future[Any]]:
+    return {}
+
+
+class SingleFlight:
+    """`await flight.run(key, work)`: `work()` runs once per key among concurrent callers."""
+
+    def in_flight(self) -> int:
+        """Keys being worked on in the current scope (for tests)."""
+        return len(scoped(self, _flights))
+
+    async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        flights = scoped(self, _flights)
+        while (shared := flights.get(key)) is not None:
+            try:
+                result: T = await asyncio.shield(shared)
+                return result
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if shared.cancelled() and (me is None or me.cancelling() == 0):
+                    continue  # the leader was cancelled, not us: take over
+                raise
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        flights[key] = future
+        try:
+            value = await work()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            if flights.get(key) is future:
+                del flights[key]

@@ -1,0 +1,29 @@
+"""Validation of configuration values shared by every client (URLs, tokens).
+
+Errors are `ConfigError`s naming the variable, never echoing the value.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from shared.errors import ConfigError
+
+
+def check_url(variable: str, value: str) -> str:
+    """An http(s) base URL without a trailing slash, or a ConfigError naming `variable`."""
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(variable, "must be an http(s) URL such as https://<db>.upstash.io")
+    return url
+
+
+def check_token(variable: str, value: str) -> str:
+    """A non-empty token without whitespace or control characters (a common paste error)."""
+    token = value.strip()
+    if not token:
+        raise ConfigError(variable, "is empty")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise ConfigError(variable, "contains whitespace or control characters (a paste error?)")
+    return token

@@ -1,0 +1,73 @@
+"""`POST /api/orders` and `GET /api/openapi.json` (pydantic validation and schema)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from pydantic import ValidationError
+
+from shared.app.errors import HttpError
+from shared.app.http import Request, Response
+from shared.app.ratelimiting import rate_gate
+from shared.app.router import Router
+from shared.orders.models import OrderIn, openapi_document
+from shared.orders.records import Item
+from shared.orders.service import IdempotencyConflict, NewOrder, OrderService
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, object]]:
+    # Field path and message only: never echo the submitted value (it may be an email).
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def order_routes_create(service: OrderService, app_url: str) -> Router:
+    router = Router()
+    openapi = json.dumps(openapi_document(app_url)).encode()
+
+    @router.route("POST", "/api/orders")
+    async def create_order(request: Request) -> Response:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            raise HttpError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+        data = request.json()
+        try:
+            order = OrderIn.model_validate(data)
+        except ValidationError as exc:
+            raise HttpError(422, "Validation failed", _field_errors(exc)) from None
+        await rate_gate()
+        new = NewOrder(
+            customer_email=order.customer_email,
+            items=tuple(Item(i.sku, i.quantity, i.unit_price_cents) for i in order.items),
+            currency=order.currency,
+        )
+        canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True).encode()
+        try:
+            outcome = await service.create(
+                new,
+                request_hash=hashlib.sha256(canonical).hexdigest(),
+                key=key,
+                request_id=request.request_id,
+            )
+        except IdempotencyConflict as exc:
+            if exc.in_flight:
+                raise HttpError(
+                    409,
+                    "A request with this Idempotency-Key is still in progress",
+                    headers={"retry-after": "1"},
+                ) from None
+            raise HttpError(422, "Idempotency-Key was already used with a different body") from None
+        headers = {"idempotent-replayed": "true"} if outcome.replayed else {}
+        return Response.json(outcome.body, outcome.status, headers)
+
+    @router.route("GET", "/api/openapi.json")
+    async def openapi_json(request: Request) -> Response:
+        return Response(200, openapi, {"content-type": "application/json"})
+
+    return router

@@ -1,0 +1,150 @@
+"""`POST /api/jobs/send-confirmation`: the QStash-delivered job that emails the customer.
+
+At most one email per order, even when QStash delivers twice or concurrently:
+1. the signature is verified on the raw body against the configured public URL;
+2. a "sent" marker (kept 7 days, longer than QStash's retry horizon) ends duplicates;
+3. a short lease (`SET NX PX`) makes concurrent deliveries wait their turn (409:
+   QStash retries them, and by then the marker answers);
+4. the provider gets an `Idempotency-Key`, covering a crash between send and marker.
+A provider failure releases the lease and answers 503 so QStash retries; a job
+that can never succeed answers 489 with `Upstash-NonRetryable-Error: true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from shared.app.errors import HttpError
+from shared.app.http import Request, Response
+from shared.app.router import Router
+from shared.errors import SignatureError
+from shared.jobs.email import (
+    EmailSender,
+    EmailSendError,
+    OrderSummary,
+    build_confirmation_email,
+)
+from shared.orders.records import ORDER_ID, OrderRecord
+from shared.orders.repository import OrderRepository
+from shared.qstash import Receiver
+from shared.ratelimit import Ratelimit
+from shared.redis import Redis, Script
+
+log = logging.getLogger(__name__)
+
+JOB_PATH = "/api/jobs/send-confirmation"
+SENT_TTL_S = 7 * 24 * 3600
+LEASE_MS = 60_000
+NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
+
+# KEYS: lease key. ARGV: the holder's token. Deletes the lease only if we still hold it.
+RELEASE = Script(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationJob:
+    order_id: str
+    request_id: str | None
+
+
+def parse_job(body: bytes) -> ConfirmationJob:
+    """The job payload, or `HttpError(489)`: a malformed job never becomes valid."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(489, "Job payload is not JSON", headers=NON_RETRYABLE) from None
+    order_id = data.get("orderId") if isinstance(data, dict) else None
+    if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
+        raise HttpError(489, "Job payload needs a valid orderId", headers=NON_RETRYABLE)
+    request_id = data.get("requestId")
+    return ConfirmationJob(order_id, request_id if isinstance(request_id, str) else None)
+
+
+def summary_of(order: OrderRecord) -> OrderSummary:
+    return OrderSummary(
+        order_id=order.id,
+        customer_email=order.customer_email,
+        items=tuple((i.sku, i.quantity, i.unit_price_cents) for i in order.items),
+        currency=order.currency,
+        total_cents=order.total_cents,
+        created_at=order.created_at,
+    )
+
+
+def recipient_id(email: str) -> str:
+    """Rate-limit identity of a recipient: a hash, so no address lands in Redis keys."""
+    return "rcpt:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+def confirmation_routes(
+    *,
+    redis: Redis[Any],
+    receiver: Receiver,
+    job_url: str,
+    repository: OrderRepository,
+    sender: EmailSender,
+    email_from: str,
+    recipient_limiter: Ratelimit,
+) -> Router:
+    router = Router()
+
+    @router.route("POST", JOB_PATH)
+    async def send_confirmation(request: Request) -> Response:
+        try:
+            receiver.verify(request.headers.get("upstash-signature"), request.body, url=job_url)
+        except SignatureError as exc:
+            raise HttpError(401, "Invalid signature", exc.reason) from None
+        job = parse_job(request.body)
+        log.info(
+            "confirmation job order=%s request=%s message=%s",
+            job.order_id,
+            job.request_id,
+            request.headers.get("upstash-message-id"),
+        )
+        sent_key, lease_key = f"email:sent:{job.order_id}", f"email:lease:{job.order_id}"
+        if await redis.exists(sent_key):
+            return Response.json({"status": "already_sent"})
+        order = await repository.get(job.order_id)
+        if order is None:
+            raise HttpError(489, "Order no longer exists", headers=NON_RETRYABLE)
+        token = secrets.token_hex(16)
+        if not await redis.set(lease_key, token, px=LEASE_MS, nx=True):
+            raise HttpError(
+                409, "Another delivery is sending this email", headers={"retry-after": "5"}
+            )
+        if await redis.exists(sent_key):  # finished between our check and the lease
+            await RELEASE.run(redis, [lease_key], [token])
+            return Response.json({"status": "already_sent"})
+        try:
+            allowed = await recipient_limiter.limit(recipient_id(order.customer_email))
+            if not allowed.success:
+                seconds = recipient_limiter.headers(allowed).get("Retry-After", "60")
+                raise HttpError(
+                    429, "Too many emails to this recipient", headers={"retry-after": seconds}
+                )
+            message = build_confirmation_email(summary_of(order), sender=email_from)
+            email_id = await sender.send(message, idempotency_key=f"order-confirmation/{order.id}")
+        except EmailSendError as exc:
+            await RELEASE.run(redis, [lease_key], [token])
+            if exc.retryable:
+                raise HttpError(503, "Email provider unavailable; QStash will retry") from None
+            raise HttpError(
+                489, "Email provider refused the message", headers=NON_RETRYABLE
+            ) from None
+        except BaseException:
+            await RELEASE.run(redis, [lease_key], [token])
+            raise
+        tx = redis.multi()
+        tx.set(sent_key, email_id, ex=SENT_TTL_S)
+        tx.delete(lease_key)
+        await tx.exec()
+        return Response.json({"status": "sent", "email_id": email_id})
+
+    return router

@@ -1,0 +1,150 @@
+"""Request and response models (pydantic): validation and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=254,
+        pattern=r"^[^@\s<>\"]{1,64}@[^@\s<>\"]+\.[^@\s<>\"]+$",
+    ),
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    quantity: int = Field(ge=1, le=1000)
+    unit_price_cents: int = Field(ge=0, le=10_000_000, description="price of one unit, in cents")
+
+
+class OrderIn(BaseModel):
+    """`POST /api/orders` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_email: Email
+    items: list[ItemIn] = Field(min_length=1, max_length=50)
+    currency: Currency = "EUR"
+
+
+class ItemOut(ItemIn):
+    pass
+
+
+class OrderOut(BaseModel):
+    id: str
+    customer_email: str
+    items: list[ItemOut]
+    currency: str
+    total_cents: int
+    created_at: str
+
+
+class OrderCreated(BaseModel):
+    order: OrderOut
+    access_token: str = Field(description="present it to read the order (Bearer or ?token=)")
+    status: str = "created"
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: Any | None = None
+
+
+def openapi_document(app_url: str) -> dict[str, Any]:
+    """OpenAPI 3.1 for the public routes, from the models above."""
+    defs: dict[str, Any] = {}
+    for model in (OrderIn, OrderOut, OrderCreated, ErrorOut):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        defs.update(schema.pop("$defs", {}))
+        defs[model.__name__] = schema
+
+    def ref(name: str) -> dict[str, Any]:
+        return {
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+        }
+
+    error = {"description": "error", **ref("ErrorOut")}
+    token = [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Orders API (Upstash edge template)", "version": "1.0.0"},
+        "servers": [{"url": app_url}],
+        "components": {
+            "schemas": defs,
+            "securitySchemes": {"orderToken": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/api/orders": {
+                "post": {
+                    "summary": "Create an order (optional Idempotency-Key header)",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                        }
+                    ],
+                    "requestBody": {"required": True, **ref("OrderIn")},
+                    "responses": {
+                        "201": {"description": "created", **ref("OrderCreated")},
+                        "400": error,
+                        "409": error,
+                        "413": error,
+                        "422": error,
+                        "429": error,
+                    },
+                }
+            },
+            "/api/orders/{id}": {
+                "get": {
+                    "summary": "Read an order with its access token",
+                    "security": [{"orderToken": []}],
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *token,
+                    ],
+                    "responses": {
+                        "200": {"description": "the order", **ref("OrderOut")},
+                        "404": error,
+                        "429": error,
+                    },
+                },
+                "delete": {
+                    "summary": "Erase an order and its cache entry",
+                    "security": [{"orderToken": []}],
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *token,
+                    ],
+                    "responses": {"204": {"description": "erased"}, "404": error},
+                },
+            },
+            "/api/health": {
+                "get": {
+                    "summary": "Redis reachability and latency",
+                    "responses": {"200": {"description": "ok"}, "503": error},
+                }
+            },
+        },
+    }

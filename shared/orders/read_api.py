@@ -1,0 +1,70 @@
+"""`GET` and `DELETE /api/orders/{id}` (standard library: these run in offline Pyodide too).
+
+Reading goes through the cache-aside helper over the repository. A wrong or
+missing access token answers 404, exactly like an unknown id, so ids cannot be
+probed. The rate-limit decision and the cache read leave in one Redis request;
+the origin is only asked once the request is known to be allowed (`rate_gate`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.app.errors import HttpError
+from shared.app.http import Request, Response
+from shared.app.ratelimiting import rate_gate
+from shared.app.router import Router
+from shared.cache import Cache
+from shared.orders.records import ORDER_ID, OrderRecord, order_key, token_matches
+from shared.orders.repository import OrderRepository
+
+NOT_FOUND = "Order not found"
+
+
+def access_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.query_param("token")
+
+
+def order_routes_read(repository: OrderRepository, cache: Cache) -> Router:
+    router = Router()
+
+    async def load(order_id: str) -> dict[str, Any] | None:
+        await rate_gate()  # a denied request never reaches the origin
+        record = await repository.get(order_id)
+        return None if record is None else _stored(record)
+
+    @router.route("GET", "/api/orders/{order_id}")
+    async def get_order(request: Request) -> Response:
+        order_id = request.path_params["order_id"]
+        if not ORDER_ID.match(order_id):
+            raise HttpError(404, NOT_FOUND)
+        result = await cache.get_or_load_result(order_key(order_id), lambda: load(order_id))
+        data = result.value
+        if data is None or not token_matches(access_token(request), str(data["token_sha256"])):
+            raise HttpError(404, NOT_FOUND, headers={"x-cache": result.status})
+        public = {k: v for k, v in data.items() if k != "token_sha256"}
+        return Response.json(
+            public, headers={"x-cache": result.status, "cache-control": "no-store"}
+        )
+
+    @router.route("DELETE", "/api/orders/{order_id}")
+    async def delete_order(request: Request) -> Response:
+        order_id = request.path_params["order_id"]
+        await rate_gate()
+        record = await repository.get(order_id) if ORDER_ID.match(order_id) else None
+        if record is None or not token_matches(access_token(request), record.token_sha256):
+            raise HttpError(404, NOT_FOUND)
+        await repository.delete(order_id)
+        await cache.invalidate(order_key(order_id))
+        return Response(204)
+
+    return router
+
+
+def _stored(record: OrderRecord) -> dict[str, Any]:
+    data = record.public()
+    data["token_sha256"] = record.token_sha256
+    return data

@@ -1,0 +1,162 @@
+"""Creating orders: idempotency key, order and outbox job in ONE atomic Redis step.
+
+The step is a Lua script (atomic on Redis, one round trip): it claims the
+`Idempotency-Key` unless it exists (then it returns the stored record), stores the
+order and adds the confirmation job to the outbox. The answer is decided before
+the step, so the stored idempotency record already holds it; it is marked
+`pending` until the job is published (or safely left in the outbox), and a
+duplicate arriving meanwhile gets a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
+from shared.orders.records import (
+    Item,
+    OrderRecord,
+    new_access_token,
+    new_order_id,
+    order_key,
+    token_digest,
+)
+from shared.redis import Redis, Script
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+PENDING_LEASE_MS = 15_000  # a "pending" record older than this was orphaned by a crash
+
+# KEYS: order key, outbox hash[, idempotency key]
+# ARGV: order json, order ttl s (0: none), outbox field, job json, idempotency record, idem ttl s
+CREATE_ORDER = Script(
+    """
+if #KEYS == 3 then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {'exists', existing} end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if #KEYS == 3 then
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+end
+return {'created'}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A validated order request (built from the pydantic model by the API layer)."""
+
+    customer_email: str
+    items: tuple[Item, ...]
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to answer: `replayed` for an idempotent replay."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class IdempotencyConflict(Exception):
+    """The key is in use: `in_flight` (409) or with a different request body (422)."""
+
+    def __init__(self, in_flight: bool) -> None:
+        self.in_flight = in_flight
+        super().__init__("in flight" if in_flight else "different body")
+
+
+def idempotency_key(key: str) -> str:
+    return "idem:orders:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class OrderService:
+    def __init__(
+        self,
+        redis: Redis[Any],
+        outbox: Outbox,
+        *,
+        job_url: str,
+        order_ttl_s: int = 0,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._redis = redis
+        self._outbox = outbox
+        self._job_url = job_url
+        self._order_ttl_s = order_ttl_s
+        self._clock = clock_ms
+
+    async def create(
+        self, order: NewOrder, *, request_hash: str, key: str | None, request_id: str
+    ) -> Outcome:
+        order_id = new_order_id()
+        token = new_access_token()
+        now = self._clock()
+        record = OrderRecord(
+            id=order_id,
+            customer_email=order.customer_email,
+            items=order.items,
+            currency=order.currency,
+            total_cents=sum(i.quantity * i.unit_price_cents for i in order.items),
+            created_at=datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="seconds"),
+            token_sha256=token_digest(token),
+        )
+        body = {"order": record.public(), "access_token": token, "status": "created"}
+        job = Job(
+            id=order_id,
+            url=self._job_url,
+            body={"orderId": order_id, "requestId": request_id},
+            dedup_id=f"confirm-{order_id}",
+        )
+        keys = [order_key(order_id), OUTBOX_KEY]
+        idem = {"state": "pending", "since": now, "hash": request_hash, "status": 201, "body": body}
+        if key is not None:
+            keys.append(idempotency_key(key))
+        reply = await CREATE_ORDER.run(
+            self._redis,
+            keys,
+            [
+                record.to_json(),
+                self._order_ttl_s,
+                job.id,
+                job.to_json(),
+                json.dumps(idem, separators=(",", ":")),
+                IDEMPOTENCY_TTL_S,
+            ],
+        )
+        if reply[0] == "exists":
+            return self._replay(json.loads(reply[1]), request_hash, now)
+        await self._outbox.publish(job)  # on failure the job stays in the outbox
+        if key is not None:
+            idem["state"] = "done"
+            await self._redis.set(
+                idempotency_key(key),
+                json.dumps(idem, separators=(",", ":")),
+                xx=True,
+                keepttl=True,
+            )
+        return Outcome(201, body)
+
+    def _replay(self, stored: dict[str, Any], request_hash: str, now: int) -> Outcome:
+        if stored.get("hash") != request_hash:
+            raise IdempotencyConflict(in_flight=False)
+        if (
+            stored.get("state") == "pending"
+            and now - int(stored.get("since", 0)) < PENDING_LEASE_MS
+        ):
+            raise IdempotencyConflict(in_flight=True)
+        return Outcome(int(stored["status"]), dict(stored["body"]), replayed=True)

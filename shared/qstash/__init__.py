@@ -1,0 +1,39 @@
+"""QStash for the edge: an async publisher over the shared transport and a stdlib-only receiver.
+
+qstash = QStash.from_env(env)
+await qstash.publish_json(job_url, {"orderId": 42}, retries=3, delay="5s")
+
+claims = Receiver.from_env(env).verify(signature, raw_body, url=job_url)
+"""
+
+from shared.qstash.client import DEFAULT_URL, QStash
+from shared.qstash.publish import (
+    BatchMessage,
+    Method,
+    PublishKwargs,
+    PublishOptions,
+    PublishResult,
+    build_batch_request,
+    build_publish_request,
+    parse_batch_response,
+    parse_publish_response,
+    publish_headers,
+)
+from shared.qstash.receiver import Receiver, SignatureClaims
+
+__all__ = [
+    "DEFAULT_URL",
+    "BatchMessage",
+    "Method",
+    "PublishKwargs",
+    "PublishOptions",
+    "PublishResult",
+    "QStash",
+    "Receiver",
+    "SignatureClaims",
+    "build_batch_request",
+    "build_publish_request",
+    "parse_batch_response",
+    "parse_publish_response",
+    "publish_headers",
+]

@@ -1,0 +1,132 @@
+"""Settings: read once from a mapping (Workers `env`, `os.environ`), validated, frozen.
+
+Standard library only, so the Worker adapter loads without pydantic. Every
+error is a `ConfigError` naming the variable (never its value).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.config import check_token, check_url
+from shared.durations import parse_duration_ms
+from shared.errors import ConfigError
+from shared.redis.config import RestEndpoint, endpoint_from_env
+
+DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
+DEFAULT_EMAIL_API_URL = "https://api.resend.com"
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class RateSpec:
+    """`RATE_LIMIT="10/10s"`: `tokens` per `window_ms`."""
+
+    tokens: int
+    window_ms: int
+
+    @property
+    def window(self) -> str:
+        return f"{self.window_ms}ms"
+
+
+def parse_rate(variable: str, text: str) -> RateSpec:
+    match = _RATE.match(text)
+    if match is None:
+        raise ConfigError(variable, "must look like '10/10s' (tokens / duration)")
+    try:
+        window_ms = parse_duration_ms(match.group(2))
+    except ValueError as exc:
+        raise ConfigError(variable, f"bad window: {exc}") from None
+    tokens = int(match.group(1))
+    if tokens < 1 or window_ms < 1:
+        raise ConfigError(variable, "tokens and window must be positive")
+    return RateSpec(tokens, window_ms)
+
+
+def _secret(env: Mapping[str, str], name: str, *, required: bool = True) -> str | None:
+    value = env.get(name)
+    if value is None or not str(value).strip():
+        if required:
+            raise ConfigError(name, "is not set")
+        return None
+    return check_token(name, str(value))
+
+
+def _duration_s(env: Mapping[str, str], name: str, default: str) -> int:
+    try:
+        ms = parse_duration_ms(env.get(name) or default)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+    if ms < 1000:
+        raise ConfigError(name, "must be at least 1s")
+    return ms // 1000
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or not str(raw).strip():
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(name, "must be an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the app reads from its environment; secrets are hidden from repr."""
+
+    redis: RestEndpoint
+    app_url: str
+    qstash_url: str
+    qstash_token: str = field(repr=False)
+    qstash_current_signing_key: str = field(repr=False)
+    qstash_next_signing_key: str = field(repr=False)
+    email_api_url: str
+    email_api_key: str = field(repr=False)
+    email_from: str
+    rate_limit: RateSpec
+    email_rate_limit: RateSpec
+    cache_ttl_s: int
+    max_body_bytes: int
+    cron_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def job_url(self) -> str:
+        """The public URL QStash calls for the confirmation job (and signs as `sub`)."""
+        return f"{self.app_url}/api/jobs/send-confirmation"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        app_url = env.get("APP_URL")
+        if not app_url or not str(app_url).strip():
+            raise ConfigError("APP_URL", "is not set (the public base URL QStash calls back)")
+        email_from = str(env.get("EMAIL_FROM") or "").strip()
+        if not email_from or "@" not in email_from:
+            raise ConfigError("EMAIL_FROM", "must be a sender address such as 'Shop <a@b.c>'")
+        return cls(
+            redis=endpoint_from_env(env),
+            app_url=check_url("APP_URL", str(app_url)),
+            qstash_url=check_url("QSTASH_URL", str(env.get("QSTASH_URL") or DEFAULT_QSTASH_URL)),
+            qstash_token=_secret(env, "QSTASH_TOKEN") or "",
+            qstash_current_signing_key=_secret(env, "QSTASH_CURRENT_SIGNING_KEY") or "",
+            qstash_next_signing_key=_secret(env, "QSTASH_NEXT_SIGNING_KEY") or "",
+            email_api_url=check_url(
+                "EMAIL_API_URL", str(env.get("EMAIL_API_URL") or DEFAULT_EMAIL_API_URL)
+            ),
+            email_api_key=_secret(env, "RESEND_API_KEY") or "",
+            email_from=email_from,
+            rate_limit=parse_rate("RATE_LIMIT", str(env.get("RATE_LIMIT") or "10/10s")),
+            email_rate_limit=parse_rate(
+                "EMAIL_RATE_LIMIT", str(env.get("EMAIL_RATE_LIMIT") or "3/1h")
+            ),
+            cache_ttl_s=_duration_s(env, "CACHE_TTL", "60s"),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 4 * 1024 * 1024),
+            cron_secret=_secret(env, "CRON_SECRET", required=False),
+        )

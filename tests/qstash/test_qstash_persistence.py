@@ -1,0 +1,125 @@
+"""Nothing is lost: with `--data-dir`, a devstack stopped in the middle of a retry sequence
+resumes it after a restart and ends in delivery, or in the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from qstash_sink import TIME_SCALE, Sink
+
+from devstack import launch
+from shared.qstash import QStash, Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def start(data_dir: Path) -> launch.DevstackProcess:
+    return launch.start_devstack(
+        "--data-dir", str(data_dir), "--qstash-time-scale", str(TIME_SCALE)
+    )
+
+
+def env_of(info: dict[str, Any]) -> dict[str, str]:
+    return {
+        "QSTASH_URL": info["qstash_url"],
+        "QSTASH_TOKEN": info["qstash_token"],
+        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
+        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
+    }
+
+
+async def publish(info: dict[str, Any], url: str, **options: Any) -> str:
+    client = QStash.from_env(env_of(info))
+    try:
+        return (await client.publish_json(url, {"job": url}, **options)).message_id
+    finally:
+        await client.aclose()
+
+
+async def stop(handle: launch.DevstackProcess) -> None:
+    await asyncio.to_thread(handle.stop)
+    handle.stderr_path.unlink(missing_ok=True)
+
+
+async def test_restart_mid_retry_sequence_still_delivers(tmp_path: Path, sink: Sink) -> None:
+    """A message failing when the devstack stops is delivered after the restart."""
+    down = True
+    sink.scripts["/resume"] = lambda n: (503, {"Retry-After": "2000"}) if down else (200, {})
+    first = await asyncio.to_thread(start, tmp_path)
+    try:
+        message_id = await publish(first.info, sink.url("/resume"), retries=3)
+        await sink.wait_for("/resume", 1)
+    finally:
+        await stop(first)
+    down = False
+    second = await asyncio.to_thread(start, tmp_path)
+    try:
+        attempts = await sink.wait_for("/resume", 2, timeout=15)
+        assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
+        assert attempts[1].headers["Upstash-Retried"] == "1"
+        receiver = Receiver.from_env(env_of(second.info))
+        receiver.verify(
+            attempts[1].headers["Upstash-Signature"], attempts[1].body, url=sink.url("/resume")
+        )
+    finally:
+        await stop(second)
+
+
+async def test_restart_with_destination_still_down_ends_in_the_dlq(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """A message whose destination stays down through a restart ends in the DLQ, with its id."""
+    sink.scripts["/down"] = lambda n: (503, {"Retry-After": "1500"})
+    first = await asyncio.to_thread(start, tmp_path)
+    try:
+        message_id = await publish(first.info, sink.url("/down"), retries=2)
+        await sink.wait_for("/down", 1)
+    finally:
+        await stop(first)
+    second = await asyncio.to_thread(start, tmp_path)
+    try:
+        await sink.wait_for("/down", 3, timeout=15)
+        env = env_of(second.info)
+        deadline = time.monotonic() + 5
+        async with httpx.AsyncClient() as client:
+            while True:
+                response = await client.get(
+                    f"{env['QSTASH_URL']}/v2/dlq",
+                    headers={"Authorization": f"Bearer {env['QSTASH_TOKEN']}"},
+                )
+                ids = [m["messageId"] for m in response.json()["messages"]]
+                if message_id in ids:
+                    break
+                assert time.monotonic() < deadline, "message never reached the DLQ"
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert len(sink.at("/down")) == 3
+    finally:
+        await stop(second)
+
+
+async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """An attempt in flight when the devstack stops is made again after the restart."""
+    sink.holds["/inflight"] = asyncio.Event()
+    first = await asyncio.to_thread(start, tmp_path)
+    try:
+        message_id = await publish(first.info, sink.url("/inflight"), retries=1)
+        await sink.wait_for("/inflight", 1)
+    finally:
+        await stop(first)
+    sink.holds["/inflight"].set()
+    second = await asyncio.to_thread(start, tmp_path)
+    try:
+        attempts = await sink.wait_for("/inflight", 2, timeout=15)
+        assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
+        await asyncio.sleep(0.3)
+        assert len(sink.at("/inflight")) == 2
+    finally:
+        await stop(second)

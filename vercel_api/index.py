@@ -1,0 +1,17 @@
+"""Vercel Python function: the shared app as an ASGI `app` over the httpx transport.
+
+vercel.json routes every path here; settings come from `os.environ`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from shared.app.asgi import AsgiAdapter
+from shared.app.assembly import build_app
+from shared.http import HttpxTransport
+
+logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(message)s")
+
+app = AsgiAdapter(lambda: build_app(os.environ, transport=HttpxTransport()))

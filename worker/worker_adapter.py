@@ -1,0 +1,107 @@
+"""The Cloudflare Workers adapter: Workers request -> shared `Request`, `Response` back,
+settings from `env`, one request scope per request, background work to `ctx.waitUntil`.
+
+Imports `workers`/`js`/`pyodide` (the entrypoint side of the house) and never pydantic:
+the app is assembled by `shared.app.assembly`, which degrades order creation to a
+clear 503 where pydantic cannot load (offline Pyodide), and uses it where it can
+(deployed Workers vendor it from pyproject dependencies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import js
+from pyodide.http import pyfetch
+from workers import Response as WorkerResponse
+
+from shared.app.assembly import AppBundle, build_app
+from shared.app.errors import error_response, response_for
+from shared.app.http import Headers, Request, Response
+from shared.background import background
+from shared.http import FetchTransport
+from shared.scope import request_scope
+
+
+class JsEnv(Mapping[str, str]):
+    """Workers' `env` (vars and secrets) read as a mapping of strings."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def __getitem__(self, name: str) -> str:
+        value = getattr(self._env, name, None)
+        if value is None or not isinstance(value, str | int | float):
+            raise KeyError(name)  # bindings (KV, queues...) are not settings
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(js.Object.keys(self._env)))
+
+    def __len__(self) -> int:
+        return len(list(js.Object.keys(self._env)))
+
+
+class WorkerApp:
+    """Builds the shared app once per isolate (on the first request: no I/O at import)."""
+
+    def __init__(self) -> None:
+        self._bundle: AppBundle | None = None
+
+    def bundle(self, env: Any) -> AppBundle:
+        if self._bundle is None:
+            self._bundle = build_app(JsEnv(env), transport=FetchTransport(pyfetch))
+        return self._bundle
+
+    async def fetch(self, request: Any, env: Any, ctx: Any) -> WorkerResponse:
+        async with request_scope("worker-fetch"):
+            work = background()
+            try:
+                bundle = self.bundle(env)
+                shared_request = await to_shared_request(request, bundle.max_body_bytes)
+                response = await bundle.app.handle(shared_request)
+            except BodyTooLargeError:
+                response = error_response(413, "Request body too large")
+            except Exception as exc:  # settings errors, before the app's own error mapping
+                response = response_for(exc, "startup")
+            if work.pending():
+                ctx.waitUntil(work.drain())
+            return to_worker_response(response)
+
+    async def scheduled(self, controller: Any, env: Any, ctx: Any) -> None:
+        async with request_scope("worker-scheduled"):
+            work = background()
+            await self.bundle(env).scheduled(str(getattr(controller, "cron", "")))
+            if work.pending():
+                ctx.waitUntil(work.drain())
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
+    headers = Headers(list(request.headers.items()))
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body_bytes:
+        raise BodyTooLargeError
+    method = str(request.method).upper()
+    body = b"" if method in ("GET", "HEAD") else bytes(await request.bytes())
+    if len(body) > max_body_bytes:
+        raise BodyTooLargeError
+    url = urlsplit(str(request.url))
+    return Request(
+        method=method,
+        path=url.path or "/",
+        query_string=url.query,
+        headers=headers,
+        body=body,
+        client_ip=headers.get("cf-connecting-ip"),
+    )
+
+
+def to_worker_response(response: Response) -> WorkerResponse:
+    body = response.body if response.body and response.status not in (204, 304) else None
+    return WorkerResponse(body, status=response.status, headers=dict(response.headers))
