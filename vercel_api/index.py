@@ -13,5 +13,6 @@ from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Redis call is noise
 
 app = AsgiAdapter(lambda: build_app(os.environ, transport=HttpxTransport()))
