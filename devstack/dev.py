@@ -39,8 +39,18 @@ def app_env(info: Mapping[str, Any], app_url: str) -> dict[str, str]:
     }
 
 
-def banner(info: Mapping[str, Any], app_url: str) -> str:
-    return f"""
+WORKER_NOTE = """
+  This is the Worker adapter in offline Pyodide: pydantic cannot load here, so
+  POST /api/orders answers 503 (every other route works). `make dev` runs the full flow;
+  a deployed Worker vendors pydantic.
+"""
+
+
+def banner(info: Mapping[str, Any], app_url: str, worker: bool = False) -> str:
+    note = WORKER_NOTE if worker else ""
+    return (
+        note
+        + f"""
   API            {app_url}   (health: {app_url}/api/health)
   Email inbox    {info["email_inbox_url"]}
   Redis REST     {info["redis_rest_url"]}   token {info["redis_rest_token"]}
@@ -57,22 +67,44 @@ def banner(info: Mapping[str, Any], app_url: str) -> str:
 
   Ctrl-C stops everything.
 """
+    )
 
 
 def serve_vercel(env: Mapping[str, str], port: int) -> int:
     """uvicorn serving vercel_api.index:app, the same ASGI app Vercel's launcher serves."""
     child_env = {**os.environ, **env}
-    cmd = [sys.executable, "-m", "uvicorn", "vercel_api.index:app", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "vercel_api.index:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     return subprocess.call(cmd, cwd=REPO_ROOT, env=child_env)
 
 
 def serve_worker(env: Mapping[str, str], port: int) -> int:
     """The staged Worker (worker/ + shared/) in Pyodide with the real workers SDK."""
-    subprocess.run([sys.executable, "tools/stage_worker.py"], cwd=REPO_ROOT, check=True)
+    stage = ".build/dev-worker"
+    subprocess.run([sys.executable, "tools/stage_worker.py", stage], cwd=REPO_ROOT, check=True)
     node = shutil.which("node") or "node"
-    cmd = [node, "tests/pyodide/worker_harness.mjs", "--pyodide", "314", "--worker-dir",
-           ".build/worker", "--env-json", _json(env), "--serve", "--port", str(port)]
+    cmd = [
+        node,
+        "tests/pyodide/worker_harness.mjs",
+        "--pyodide",
+        "314",
+        "--worker-dir",
+        stage,
+        "--env-json",
+        _json(env),
+        "--serve",
+        "--port",
+        str(port),
+    ]
     return subprocess.call(cmd, cwd=REPO_ROOT)
 
 
@@ -89,7 +121,7 @@ def run(worker: bool = False, port: int | None = None) -> int:
     stack: DevstackProcess = start_devstack()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        print(banner(stack.info, app_url), flush=True)
+        print(banner(stack.info, app_url, worker), flush=True)
         env = app_env(stack.info, app_url)
         return serve_worker(env, port) if worker else serve_vercel(env, port)
     except KeyboardInterrupt:

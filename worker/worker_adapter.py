@@ -9,6 +9,7 @@ clear 503 where pydantic cannot load (offline Pyodide), and uses it where it can
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,9 +64,10 @@ class WorkerApp:
                 shared_request = await to_shared_request(request, bundle.max_body_bytes)
                 response = await bundle.app.handle(shared_request)
             except BodyTooLargeError:
-                response = error_response(413, "Request body too large")
+                response = early_response(error_response(413, "Request body too large"))
             except Exception as exc:  # settings errors, before the app's own error mapping
-                response = response_for(exc, "startup")
+                request_id = uuid.uuid4().hex
+                response = early_response(response_for(exc, request_id), request_id)
             if work.pending():
                 ctx.waitUntil(work.drain())
             return to_worker_response(response)
@@ -80,6 +82,12 @@ class WorkerApp:
 
 class BodyTooLargeError(Exception):
     pass
+
+
+def early_response(response: Response, request_id: str | None = None) -> Response:
+    """An answer given before the app ran still carries an `x-request-id`, like every other."""
+    response.headers["x-request-id"] = request_id or uuid.uuid4().hex
+    return response
 
 
 async def to_shared_request(request: Any, max_body_bytes: int) -> Request:

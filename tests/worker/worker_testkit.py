@@ -1,0 +1,71 @@
+"""Helpers shared by the Worker layer's conftest and tests (seeding, bounded polling, inbox)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import redis as redis_py
+
+from shared.jobs.outbox import OUTBOX_KEY, Job
+from shared.orders.records import (
+    Item,
+    OrderRecord,
+    new_access_token,
+    new_order_id,
+    order_key,
+    token_digest,
+)
+
+DELIVERY_TIMEOUT = 30.0
+
+
+def seed_order(redis: redis_py.Redis, email: str | None = None) -> tuple[OrderRecord, str]:
+    """Stores an order as `OrderService` would; returns it and its access token."""
+    token = new_access_token()
+    record = OrderRecord(
+        id=new_order_id(),
+        customer_email=email or f"worker-{uuid.uuid4().hex[:12]}@example.com",
+        items=(Item("BOOK-1", 2, 1250), Item("PEN-9", 1, 300)),
+        currency="EUR",
+        total_cents=2800,
+        created_at="2026-04-26T12:00:00Z",
+        token_sha256=token_digest(token),
+    )
+    redis.set(order_key(record.id), record.to_json(), ex=3600)
+    return record, token
+
+
+def seed_outbox_job(redis: redis_py.Redis, record: OrderRecord, job_url: str) -> Job:
+    """Writes the order's confirmation job into the outbox, as `OrderService` does."""
+    job = Job(
+        id=record.id,
+        url=job_url,
+        body={"orderId": record.id, "requestId": "outbox-test"},
+        dedup_id=f"confirm-{record.id}",
+        delay="0s",
+    )
+    redis.hset(OUTBOX_KEY, job.id, job.to_json())
+    return job
+
+
+def poll(what: str, probe: Callable[[], Any], timeout: float = DELIVERY_TIMEOUT) -> Any:
+    """Calls `probe` until it returns something truthy (bounded); fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.05)
+
+
+def emails_to(http: httpx.Client, email_api_url: str, address: str) -> list[dict[str, Any]]:
+    """The devstack email sink's captured emails for `address`, oldest first."""
+    response = http.get(f"{email_api_url}/emails", params={"to": address})
+    response.raise_for_status()
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
