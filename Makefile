@@ -10,6 +10,7 @@ help:
 	@echo "make dev    - start the local stack (Redis REST, QStash, email sink) and the API"
 	@echo "make test   - install what is missing, lint, type-check and run every test layer"
 	@echo "make bench  - side-by-side benchmarks against the official Upstash SDKs"
+	@echo "make smoke  - opt-in check against REAL Upstash (credentials from the environment)"
 
 # Idempotent: finds Python >= 3.12, installs uv if missing, syncs .venv from
 # uv.lock, and runs `npm ci` when package.json exists.
@@ -45,3 +46,9 @@ bench: setup
 
 clean:
 	rm -rf .venv node_modules .build .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in: checks our clients against REAL Upstash Redis/QStash with credentials from the
+# environment (skips, exit 0, when they are absent). See tools/smoke.py.
+.PHONY: smoke
+smoke: setup
+	$(VENV_PY) tools/smoke.py

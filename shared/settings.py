@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+from shared.app.reporting import ErrorReporter, load_reporter, log_error_report
 from shared.config import check_token, check_url
 from shared.durations import parse_duration_ms
 from shared.errors import ConfigError
@@ -65,6 +67,64 @@ def _duration_s(env: Mapping[str, str], name: str, default: str) -> int:
     return ms // 1000
 
 
+def _retention_s(env: Mapping[str, str], name: str, default: str) -> int:
+    """A retention duration in seconds; "0", "forever" or "none" mean no expiry (0)."""
+    raw = str(env.get(name) or default).strip()
+    if raw.lower() in ("0", "forever", "none"):
+        return 0
+    return _duration_s(env, name, default)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = str(env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, "must be true or false")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Exact origins (`scheme://host[:port]`, no path) or `*`; lower-cased, no trailing slash."""
+    origins: list[str] = []
+    for item in str(env.get(name) or "").split(","):
+        origin = item.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        if origin != "*":
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ConfigError(name, "entries must be origins like https://shop.example.com")
+        origins.append(origin)
+    if "*" in origins and len(origins) > 1:
+        raise ConfigError(name, "'*' cannot be combined with explicit origins")
+    return tuple(dict.fromkeys(origins))
+
+
+def _api_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    keys = [k.strip() for k in str(env.get(name) or "").split(",") if k.strip()]
+    for key in keys:
+        check_token(name, key)
+        if len(key) < 16:
+            raise ConfigError(name, "every key must be at least 16 characters")
+    return tuple(dict.fromkeys(keys))
+
+
+def app_url_from(env: Mapping[str, str]) -> str:
+    """`APP_URL` when set; else, on Vercel, `https://$VERCEL_URL` (this deployment's own
+    URL, so each preview gets its own job URL and signatures are checked against it)."""
+    app_url = str(env.get("APP_URL") or "").strip()
+    if app_url:
+        return check_url("APP_URL", app_url)
+    vercel_url = str(env.get("VERCEL_URL") or "").strip().rstrip("/")
+    if vercel_url:
+        url = vercel_url if "://" in vercel_url else f"https://{vercel_url}"
+        return check_url("VERCEL_URL", url)
+    raise ConfigError("APP_URL", "is not set (the public base URL QStash calls back)")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
     if raw is None or not str(raw).strip():
@@ -96,6 +156,23 @@ class Settings:
     cache_ttl_s: int
     max_body_bytes: int
     cron_secret: str | None = field(default=None, repr=False)
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    vercel_bypass_secret: str | None = field(default=None, repr=False)
+    order_retention_s: int = 365 * 24 * 3600
+    error_reporter: ErrorReporter = field(default=log_error_report, repr=False, compare=False)
+
+    @property
+    def smoke_url(self) -> str:
+        """The public URL of the smoke-check job (`make smoke`'s QStash round trip)."""
+        return f"{self.app_url}/api/jobs/smoke"
+
+    @property
+    def forward_headers(self) -> dict[str, str]:
+        """Headers QStash forwards with every delivery (`Upstash-Forward-*`)."""
+        secret = self.vercel_bypass_secret
+        return {"x-vercel-protection-bypass": secret} if secret else {}
 
     @property
     def job_url(self) -> str:
@@ -104,15 +181,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        app_url = env.get("APP_URL")
-        if not app_url or not str(app_url).strip():
-            raise ConfigError("APP_URL", "is not set (the public base URL QStash calls back)")
+        app_url = app_url_from(env)
+        cors_origins = _origins(env, "CORS_ALLOW_ORIGINS")
+        cors_credentials = _flag(env, "CORS_ALLOW_CREDENTIALS")
+        if cors_credentials and "*" in cors_origins:
+            raise ConfigError("CORS_ALLOW_CREDENTIALS", "cannot be true with CORS_ALLOW_ORIGINS=*")
+        reporter_spec = str(env.get("ERROR_REPORTER") or "").strip()
         email_from = str(env.get("EMAIL_FROM") or "").strip()
         if not email_from or "@" not in email_from:
             raise ConfigError("EMAIL_FROM", "must be a sender address such as 'Shop <a@b.c>'")
         return cls(
             redis=endpoint_from_env(env),
-            app_url=check_url("APP_URL", str(app_url)),
+            app_url=app_url,
             qstash_url=check_url("QSTASH_URL", str(env.get("QSTASH_URL") or DEFAULT_QSTASH_URL)),
             qstash_token=_secret(env, "QSTASH_TOKEN") or "",
             qstash_current_signing_key=_secret(env, "QSTASH_CURRENT_SIGNING_KEY") or "",
@@ -129,4 +209,14 @@ class Settings:
             cache_ttl_s=_duration_s(env, "CACHE_TTL", "60s"),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 4 * 1024 * 1024),
             cron_secret=_secret(env, "CRON_SECRET", required=False),
+            cors_allow_origins=cors_origins,
+            cors_allow_credentials=cors_credentials,
+            api_keys=_api_keys(env, "API_KEYS"),
+            vercel_bypass_secret=_secret(env, "VERCEL_AUTOMATION_BYPASS_SECRET", required=False),
+            order_retention_s=_retention_s(env, "ORDER_RETENTION", "365d"),
+            error_reporter=(
+                load_reporter("ERROR_REPORTER", reporter_spec)
+                if reporter_spec
+                else log_error_report
+            ),
         )

@@ -1,10 +1,13 @@
 """The app: request id, structured log line, error mapping, middleware, router.
 
-    app = App(router, middleware=[rate_limit_middleware(...)])
+    app = App(router, middleware=[rate_limit_middleware(...)], error_reporter=report)
     response = await app.handle(request)
 
 `handle` never raises: every failure becomes JSON `{"error", "detail"?}` with the
-right status, in one place (`shared.app.errors.response_for`).
+right status, in one place (`shared.app.errors.response_for`). The error reporter
+gets an `ErrorReport` for every 5xx answer and for every failed job delivery
+(a 4xx/5xx answer on one of `job_paths`), with the request id. The first middleware
+is the outermost.
 """
 
 from __future__ import annotations
@@ -14,24 +17,28 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 
 from shared.app.errors import response_for
 from shared.app.http import Request, Response
+from shared.app.reporting import ErrorReport, ErrorReporter
 from shared.app.router import Handler, Router
 
 log = logging.getLogger("app.request")
 
 Middleware = Callable[[Request, Handler], Awaitable[Response]]
-ErrorHook = Callable[[BaseException | None, Request, Response], None]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def request_id_for(request: Request) -> str:
     """The caller's X-Request-ID when it is sane, else a fresh random one."""
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.match(given) else new_request_id()
 
 
 class App:
@@ -40,35 +47,52 @@ class App:
         router: Router,
         *,
         middleware: Sequence[Middleware] = (),
-        on_server_error: ErrorHook | None = None,
+        error_reporter: ErrorReporter | None = None,
+        job_paths: Collection[str] = (),
     ) -> None:
         self.router = router
         self._middleware = list(middleware)
-        self._on_server_error = on_server_error
+        self._reporter = error_reporter
+        self._job_paths = frozenset(job_paths)
 
-    def _chain(self) -> Handler:
-        handler: Handler = self.router.dispatch
+    def _chain(self, failures: list[BaseException]) -> Handler:
+        handler: Handler = _capturing(self.router.dispatch, failures)
         for middleware in reversed(self._middleware):
-            handler = _wrap(middleware, handler)
+            handler = _capturing(_wrap(middleware, handler), failures)
         return handler
 
     async def handle(self, request: Request) -> Response:
         request = replace(request, request_id=request.request_id or request_id_for(request))
         started = time.perf_counter()
-        failure: BaseException | None = None
+        failures: list[BaseException] = []  # what escaped any layer (mapped further out)
         try:
-            response = await self._chain()(request)
+            response = await self._chain(failures)(request)
         except Exception as exc:
-            failure = exc
             response = response_for(exc, request.request_id)
         response.headers["x-request-id"] = request.request_id
-        if response.status >= 500 and self._on_server_error is not None:
-            try:
-                self._on_server_error(failure, request, response)
-            except Exception:  # a broken hook must not break the response
-                log.exception("error hook failed")
+        if self._reporter is not None and self._should_report(request, response):
+            self._report(request, response, failures[-1] if failures else None)
         _log_request(request, response, time.perf_counter() - started)
         return response
+
+    def _should_report(self, request: Request, response: Response) -> bool:
+        if response.status >= 500:
+            return True
+        return response.status >= 400 and request.path in self._job_paths
+
+    def _report(self, request: Request, response: Response, failure: BaseException | None) -> None:
+        assert self._reporter is not None
+        report = ErrorReport(
+            request_id=request.request_id,
+            status=response.status,
+            path=request.path,
+            error_type=type(failure).__name__ if failure is not None else "HttpError",
+            message=_public_message(response),
+        )
+        try:
+            self._reporter(report)
+        except Exception:  # a broken reporter must not break the response
+            log.exception("error reporter failed (request %s)", request.request_id)
 
 
 def _wrap(middleware: Middleware, inner: Handler) -> Handler:
@@ -76,6 +100,32 @@ def _wrap(middleware: Middleware, inner: Handler) -> Handler:
         return await middleware(request, inner)
 
     return call
+
+
+def _capturing(handler: Handler, failures: list[BaseException]) -> Handler:
+    """Records an exception escaping `handler` (once), so the report can name its type even
+    when an outer middleware turns it into a response."""
+
+    async def call(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if not failures or failures[-1] is not exc:
+                failures.append(exc)
+            raise
+
+    return call
+
+
+def _public_message(response: Response) -> str:
+    """The `error` text the client was given (never the body of a success)."""
+    try:
+        data = json.loads(response.body) if response.body else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])[:200]
+    return f"HTTP {response.status}"
 
 
 def _log_request(request: Request, response: Response, seconds: float) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from shared.app.app import new_request_id
 from shared.app.assembly import AppBundle
 from shared.app.errors import error_response, response_for
 from shared.app.http import Headers, Request, Response
@@ -96,10 +97,13 @@ class AsgiAdapter:
                 bundle = self.bundle()
                 body = await read_body(receive, bundle.max_body_bytes)
             except BodyTooLarge:
-                await send_response(send, error_response(413, "Request body too large"))
+                early = error_response(413, "Request body too large")
+                await send_response(send, early.with_headers({"x-request-id": new_request_id()}))
                 return
             except Exception as exc:  # configuration errors: JSON, never a traceback
-                await send_response(send, response_for(exc, "startup"))
+                request_id = new_request_id()
+                early = response_for(exc, request_id)
+                await send_response(send, early.with_headers({"x-request-id": request_id}))
                 return
             request = Request(
                 method=scope["method"].upper(),

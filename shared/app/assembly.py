@@ -1,24 +1,33 @@
 """Assembling the app from settings: services built once per process, routes, middleware.
 
 Both entrypoints call `build_app(env, transport=...)` once (on their first
-request) and reuse the bundle. Order creation needs pydantic; where it cannot be
-imported (offline Pyodide in tests) that route answers a clear 503 and
-everything else works.
+request) and reuse the bundle; `error_reporter=` overrides `ERROR_REPORTER`.
+Order creation needs pydantic; where it cannot be imported (offline Pyodide in
+tests) that route answers a clear 503 and everything else works.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.app.app import App, Middleware
+from shared.app.cors import cors_middleware
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
 from shared.app.ratelimiting import rate_limit_middleware
+from shared.app.reporting import ErrorReporter
 from shared.app.router import Handler, Router
-from shared.app.system_routes import CRON_PATH, cron_routes, health_routes
+from shared.app.system_routes import (
+    CRON_PATH,
+    SMOKE_PATH,
+    cron_routes,
+    health_routes,
+    smoke_routes,
+)
 from shared.background import defer
 from shared.cache import Cache
 from shared.http.transport import Transport
@@ -55,7 +64,7 @@ class Services:
     def build(cls, settings: Settings, transport: Transport) -> Services:
         redis = Redis(settings.redis.url, settings.redis.token, transport=transport)
         qstash = QStash(settings.qstash_token, url=settings.qstash_url, transport=transport)
-        outbox = Outbox(redis, qstash)
+        outbox = Outbox(redis, qstash, forward_headers=settings.forward_headers)
         rate = settings.rate_limit
         email_rate = settings.email_rate_limit
         return cls(
@@ -72,7 +81,9 @@ class Services:
             sender=EmailSender(transport, settings.email_api_url, api_key=settings.email_api_key),
             outbox=outbox,
             repository=RedisOrderRepository(redis),
-            orders=OrderService(redis, outbox, job_url=settings.job_url),
+            orders=OrderService(
+                redis, outbox, job_url=settings.job_url, order_ttl_s=settings.order_retention_s
+            ),
         )
 
 
@@ -121,11 +132,16 @@ def _order_creation(services: Services, settings: Settings) -> Router:
     return order_routes_create(services.orders, settings.app_url)
 
 
-def build_app(env: Mapping[str, str], *, transport: Transport) -> AppBundle:
+def build_app(
+    env: Mapping[str, str], *, transport: Transport, error_reporter: ErrorReporter | None = None
+) -> AppBundle:
     settings = Settings.from_env(env)
+    if error_reporter is not None:
+        settings = replace(settings, error_reporter=error_reporter)
     services = Services.build(settings, transport)
     router = Router()
     router.include(health_routes(services.redis))
+    router.include(smoke_routes(services.redis, services.receiver, settings.smoke_url))
     router.include(_order_creation(services, settings))
     router.include(order_routes_read(services.repository, services.cache))
     router.include(
@@ -140,8 +156,25 @@ def build_app(env: Mapping[str, str], *, transport: Transport) -> AppBundle:
         )
     )
     router.include(cron_routes(services.outbox, settings.cron_secret))
+    keys = ApiKeys(settings.api_keys)
     middleware = [
+        cors_middleware(
+            settings.cors_allow_origins,
+            allowed_methods=router.allowed_methods,
+            allow_credentials=settings.cors_allow_credentials,
+        ),
         outbox_middleware(services.outbox),
-        rate_limit_middleware(services.limiter, exempt={JOB_PATH, CRON_PATH}),
+        rate_limit_middleware(
+            services.limiter,
+            exempt={JOB_PATH, CRON_PATH, SMOKE_PATH},
+            identify=keyed_identifier(keys),
+        ),
+        api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
-    return AppBundle(App(router, middleware=middleware), settings, services)
+    app = App(
+        router,
+        middleware=middleware,
+        error_reporter=settings.error_reporter,
+        job_paths={JOB_PATH, SMOKE_PATH},
+    )
+    return AppBundle(app, settings, services)

@@ -1,19 +1,35 @@
-"""Operational routes: `GET /api/health` and the outbox flush for cron."""
+"""Operational routes: `GET /api/health`, the outbox flush for cron, and the smoke-check job.
+
+`POST /api/jobs/smoke` is the far end of `make smoke`'s round trip: QStash delivers
+`{"nonce": ...}`; the route verifies the signature against `{APP_URL}/api/jobs/smoke`
+and records `smoke:{nonce}` (10 minutes) in Redis, where the smoke tool looks for it.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
+import re
 import time
 from typing import Any
 
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
 from shared.app.router import Router
-from shared.errors import UpstashError
+from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
+from shared.qstash import Receiver
 from shared.redis import Redis
 
 CRON_PATH = "/api/cron/flush-outbox"
+SMOKE_PATH = "/api/jobs/smoke"
+SMOKE_TTL_S = 600
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
+
+
+def smoke_key(nonce: str) -> str:
+    return f"smoke:{nonce}"
 
 
 def health_routes(redis: Redis[Any]) -> Router:
@@ -50,5 +66,32 @@ def cron_routes(outbox: Outbox, cron_secret: str | None) -> Router:
         return Response.json(
             {"published": report.published, "failed": report.failed, "remaining": report.remaining}
         )
+
+    return router
+
+
+def smoke_routes(redis: Redis[Any], receiver: Receiver, smoke_url: str) -> Router:
+    """The smoke-check job: signature verified against `smoke_url`, arrival recorded."""
+    router = Router()
+
+    @router.route("POST", SMOKE_PATH)
+    async def smoke(request: Request) -> Response:
+        try:
+            receiver.verify(request.headers.get("upstash-signature"), request.body, url=smoke_url)
+        except SignatureError as exc:
+            raise HttpError(401, "Invalid signature", exc.reason) from None
+        try:
+            nonce = json.loads(request.body).get("nonce")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            nonce = None
+        if not isinstance(nonce, str) or not _NONCE.match(nonce):
+            raise HttpError(489, "Smoke payload needs a nonce", headers=NON_RETRYABLE)
+        arrival = {
+            "at_ms": int(time.time() * 1000),
+            "message_id": request.headers.get("upstash-message-id"),
+            "retried": request.headers.get("upstash-retried"),
+        }
+        await redis.set(smoke_key(nonce), json.dumps(arrival), ex=SMOKE_TTL_S)
+        return Response.json({"status": "recorded"})
 
     return router

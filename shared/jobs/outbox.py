@@ -4,6 +4,14 @@ An order and its confirmation job are stored in one Redis transaction; the job i
 then published to QStash and removed from the outbox. If QStash cannot be reached
 (or the process dies first), the job stays here and a later flush publishes it
 with the same deduplication id, so QStash delivers it once.
+
+`forward_headers` are added to every publish, the flushed ones included, and
+QStash forwards them to the destination (`Upstash-Forward-<Name>`): this is how
+the Vercel Deployment Protection bypass secret reaches protected previews. They
+are configuration, never written to Redis or logged.
+
+`outbox:jobs` is the one key the app writes without a TTL: it exists only while
+it holds jobs (removing the last field deletes the hash).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +79,18 @@ class FlushReport:
 class Outbox:
     """Publishes outbox jobs; `maybe_pending` tells the app when a flush is worth a try."""
 
-    def __init__(self, redis: Redis[Any], qstash: QStash, *, batch: int = 50) -> None:
+    def __init__(
+        self,
+        redis: Redis[Any],
+        qstash: QStash,
+        *,
+        batch: int = 50,
+        forward_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self._redis = redis
         self._qstash = qstash
         self._batch = batch
+        self._forward = dict(forward_headers or {})
         # True at start (a previous process may have died with jobs left) and after a
         # failed publish; False once a flush leaves the outbox empty.
         self.maybe_pending = True
@@ -88,6 +105,7 @@ class Outbox:
                 retries=job.retries,
                 delay=job.delay,
                 deduplication_id=job.dedup_id,
+                headers=self._forward,
             )
         except UpstashError as exc:
             self.maybe_pending = True

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from aiohttp import web
 
 from devstack.dev import DEV_CRON_SECRET, app_env
 from tests.conftest import REPO_ROOT, Devstack
 from tests.launcher.edge import EdgeProxy, edge_proxy
 from tests.launcher.harness import VercelLauncher
+
+BYPASS_HEADER = "x-vercel-protection-bypass"
 
 T = TypeVar("T")
 _ips = itertools.count(1)
@@ -40,6 +43,32 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "
         delay = min(delay * 1.5, 0.3)
 
 
+class ProtectedEdgeProxy(EdgeProxy):
+    """The edge with Vercel's Deployment Protection: 401 unless the request carries
+    `x-vercel-protection-bypass: <secret>` (what QStash must forward to reach a preview)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+        self.refused: list[str] = []  # paths answered 401 by the protection
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        if request.headers.get(BYPASS_HEADER) != self.secret:
+            self.refused.append(request.path)
+            return web.Response(status=401, text="Authentication Required")
+        return await super()._forward(request)
+
+
+@contextmanager
+def protected_edge_proxy(secret: str) -> Iterator[EdgeProxy]:
+    proxy = ProtectedEdgeProxy(secret)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
 @dataclass
 class Api:
     edge: EdgeProxy
@@ -47,6 +76,7 @@ class Api:
     stack: Devstack
     env: dict[str, str]
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    protection_bypass: str | None = None
 
     @property
     def url(self) -> str:
@@ -63,6 +93,8 @@ class Api:
         content: bytes | str | None = None,
     ) -> httpx.Response:
         all_headers = {"x-test-client-ip": ip or fresh_ip(), **(headers or {})}
+        if self.protection_bypass is not None:
+            all_headers.setdefault(BYPASS_HEADER, self.protection_bypass)
         return self.http.request(
             method, self.url + path, headers=all_headers, json=json, content=content
         )
@@ -97,13 +129,19 @@ class Api:
 
 
 @contextmanager
-def running_api(stack: Devstack, **overrides: str) -> Iterator[Api]:
-    """The Vercel function under the real launcher, behind the edge proxy, on the devstack."""
-    with edge_proxy() as edge:
+def running_api(
+    stack: Devstack, *, protection_bypass: str | None = None, **overrides: str
+) -> Iterator[Api]:
+    """The Vercel function under the real launcher, behind the edge proxy, on the devstack.
+
+    With `protection_bypass`, the edge enforces Deployment Protection with that secret
+    (the test client sends it; QStash deliveries must carry it too)."""
+    proxy = edge_proxy() if protection_bypass is None else protected_edge_proxy(protection_bypass)
+    with proxy as edge:
         env = {**app_env(stack.raw, edge.url), "RATE_LIMIT": "5/10s", **overrides}
         with VercelLauncher(REPO_ROOT, module="vercel_api.index", env=env) as launcher:
             edge.target = launcher.base_url
-            api = Api(edge, launcher, stack, env)
+            api = Api(edge, launcher, stack, env, protection_bypass=protection_bypass)
             try:
                 yield api
             finally:
