@@ -29,7 +29,7 @@ def test_build_step_ran(worker_bundle: Any) -> None:
     """wrangler ran the `[build]` command, which staged the modules into `.build/worker`."""
     output = worker_bundle.stdout + worker_bundle.stderr
     assert "python3 tools/stage_worker.py" in output
-    assert re.search(r"staged \d+ Python modules into \.build/worker", output), output
+    assert re.search(r"staged \d+ Python modules into \S*\.build/worker", output), output
 
 
 def test_output_holds_entry_adapter_and_shared(worker_bundle: Any) -> None:
