@@ -8,10 +8,10 @@ import uuid
 
 from upstash_redis.asyncio import Redis as OfficialRedis
 
-from bench.measure import ServerCounter, import_time_us, ratio, table, timed
+from bench.measure import ServerCounter, compare, import_time_us, ratio, table
 from shared.redis import Redis
 
-SEQUENTIAL = 300
+SEQUENTIAL = 200
 CONCURRENT = 1000
 
 
@@ -24,10 +24,14 @@ async def run(stack: dict[str, str]) -> str:
     await ours.set(key, "value")
     await theirs.get(key)  # warm both connection pools
 
-    ours_get = await timed(SEQUENTIAL, lambda i: ours.get(key))
-    theirs_get = await timed(SEQUENTIAL, lambda i: theirs.get(key))
-    ours_set = await timed(SEQUENTIAL, lambda i: ours.set(f"{key}:{i}", "v", ex=60))
-    theirs_set = await timed(SEQUENTIAL, lambda i: theirs.set(f"{key}:{i}", "v", ex=60))
+    ours_get, theirs_get = await compare(
+        SEQUENTIAL, lambda i: ours.get(key), lambda i: theirs.get(key)
+    )
+    ours_set, theirs_set = await compare(
+        SEQUENTIAL,
+        lambda i: ours.set(f"{key}:{i}", "v", ex=60),
+        lambda i: theirs.set(f"{key}:{i}", "v", ex=60),
+    )
 
     async def burst(client: object) -> tuple[float, int]:
         before = counter.read()["http_requests"]

@@ -35,6 +35,32 @@ async def timed(count: int, op: Callable[[int], Awaitable[object]]) -> Timing:
     return Timing(time.perf_counter() - wall, time.process_time() - cpu, count)
 
 
+async def compare(
+    count: int,
+    ours: Callable[[int], Awaitable[object]],
+    theirs: Callable[[int], Awaitable[object]],
+    rounds: int = 5,
+) -> tuple[Timing, Timing]:
+    """Alternates the two sides for `rounds` rounds (a warm-up round first, discarded) and
+    keeps each side's median round, so neither benefits from running second or first."""
+    await timed(max(1, count // 5), ours)
+    await timed(max(1, count // 5), theirs)
+    a: list[Timing] = []
+    b: list[Timing] = []
+    for n in range(rounds):
+        first, second = (ours, theirs) if n % 2 == 0 else (theirs, ours)
+        t1 = await timed(count, first)
+        t2 = await timed(count, second)
+        a.append(t1 if n % 2 == 0 else t2)
+        b.append(t2 if n % 2 == 0 else t1)
+    return _median(a), _median(b)
+
+
+def _median(samples: list[Timing]) -> Timing:
+    ordered = sorted(samples, key=lambda t: t.wall_s)
+    return ordered[len(ordered) // 2]
+
+
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [list(map(str, header))] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

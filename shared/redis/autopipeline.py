@@ -50,18 +50,40 @@ class AutoPipeliner:
         loop = asyncio.get_running_loop()
         batch = self._batch()
         future: asyncio.Future[T] = loop.create_future()
-        batch.pending.append(_Entry(client, command, future))
+        entry = _Entry(client, command, future)
+        batch.pending.append(entry)
         if len(batch.pending) >= client._max_batch:
             self._flush(batch, loop)
         elif not batch.scheduled:
             batch.scheduled = True
-            # Two turns: coroutines started by the same gather() all get to queue first.
-            loop.call_soon(loop.call_soon, self._flush, batch, loop)
+            result: T = await self._lead(batch, entry, loop)
+            return result
+        return await future
+
+    async def _lead(
+        self, batch: _ScopeBatch, entry: _Entry, loop: asyncio.AbstractEventLoop
+    ) -> Any:
+        """The first caller of a turn waits for the others, then sends: a lone command
+        inline (no task, the common sequential case), several through one task."""
         try:
-            async with asyncio.timeout(client.timeout):
-                return await future
-        except TimeoutError:
-            raise TransportTimeout(f"{command.name} timed out after {client.timeout:g}s") from None
+            # Two turns: coroutines started together (gather, or a task created just
+            # before this call) all get to queue their commands first.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if entry in batch.pending:
+                batch.pending.remove(entry)
+            if batch.scheduled:
+                self._flush(batch, loop)  # the others still go out
+            raise
+        if not batch.scheduled or entry not in batch.pending:
+            return await entry.future  # a full batch already left with our command
+        if len(batch.pending) == 1:
+            batch.pending, batch.scheduled = [], False
+            batch.requests_sent += 1
+            return await entry.client._send_one(entry.command)
+        self._flush(batch, loop)
+        return await entry.future
 
     def _flush(self, batch: _ScopeBatch, loop: asyncio.AbstractEventLoop) -> None:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
@@ -75,12 +97,17 @@ class AutoPipeliner:
     async def _deliver(self, entries: list[_Entry]) -> None:
         first = entries[0].client
         commands = [e.command for e in entries]
+        loop = asyncio.get_running_loop()
+        longest = max(e.client.timeout for e in entries)
+        for entry in entries:  # the request waits for the longest; others give up sooner
+            if entry.client.timeout < longest:
+                loop.call_later(entry.client.timeout, _expire, entry)
         retry = min((e.client._retry for e in entries), key=lambda r: r.attempts)
         try:
             replies = await first._send(
                 commands,
                 "single" if len(entries) == 1 else "pipeline",
-                timeout=max(e.client.timeout for e in entries),
+                timeout=longest,
                 retry=retry,
                 retryable=all(e.client._retryable([e.command]) for e in entries),
             )
@@ -96,3 +123,10 @@ class AutoPipeliner:
                 entry.future.set_result(entry.client.resolve(entry.command, reply))
             except Exception as exc:
                 entry.future.set_exception(exc)
+
+
+def _expire(entry: _Entry) -> None:
+    if not entry.future.done():
+        entry.future.set_exception(
+            TransportTimeout(f"{entry.command.name} timed out after {entry.client.timeout:g}s")
+        )

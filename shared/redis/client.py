@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from shared.config import check_token, check_url
 from shared.errors import TransportError, TransportTimeout
-from shared.http.transport import HttpRequest, Transport
+from shared.http.transport import HttpRequest, HttpResponse, Transport
 from shared.redis.autopipeline import AutoPipeliner
 from shared.redis.command import Command, Decoder
 from shared.redis.commands import CommandMethods, V
@@ -235,18 +235,26 @@ class Redis(CommandMethods[V]):
         while True:
             request = HttpRequest("POST", url, self._headers(), body, timeout)
             try:
-                response = await self._conn.transport.send(request)
+                response = await self._exchange(request, commands[0].name)
                 break
             except TransportError:
                 if not retryable or attempt >= retry.attempts:
                     raise
                 delay = retry.backoff(attempt)
-                if loop.time() - started + delay + timeout > retry.deadline:
+                if loop.time() - started + delay + request.timeout > retry.deadline:
                     raise
                 attempt += 1
                 await asyncio.sleep(delay)
         self._conn.remember(response.header(SYNC_HEADER))
         return parse_response(response.status, response.body, mode, len(commands))
+
+    async def _exchange(self, request: HttpRequest, name: str) -> HttpResponse:
+        """The transport's send under a total deadline (httpx's timeouts are per phase)."""
+        try:
+            async with asyncio.timeout(request.timeout):
+                return await self._conn.transport.send(request)
+        except TimeoutError:
+            raise TransportTimeout(f"{name} request timed out after {request.timeout:g}s") from None
 
     def _retryable(self, commands: Sequence[Command[Any]]) -> bool:
         return self._retry_writes or all(c.read_only for c in commands)
