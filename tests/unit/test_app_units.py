@@ -1,0 +1,55 @@
+"""Pure pieces of the app core: client identity for rate limiting, routing."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.app.errors import HttpError
+from shared.app.http import Headers, Request, Response
+from shared.app.ratelimiting import client_identifier
+from shared.app.router import Router
+
+
+@pytest.mark.parametrize(
+    ("ip", "identity"),
+    [
+        ("203.0.113.7", "ip:203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "ip:2001:db8:1:3::/64"),
+        ("::ffff:198.51.100.4", "ip:198.51.100.4"),
+        ("not an ip", "ip:unknown"),
+        (None, "ip:unknown"),
+    ],
+)
+def test_client_identifier_groups_ipv6_by_64(ip: str | None, identity: str) -> None:
+    """IPv4 is limited per address, IPv6 per /64 (one subscriber), mapped IPv4 as IPv4."""
+    assert client_identifier(Request("GET", "/api/x", client_ip=ip)) == identity
+
+
+async def test_router_params_404_405() -> None:
+    """Path parameters are extracted; unknown paths 404; a known path with another method
+    405 with Allow; HEAD is served by GET without a body."""
+    router = Router()
+
+    @router.route("GET", "/api/things/{thing_id}")
+    async def get_thing(request: Request) -> Response:
+        return Response.json({"id": request.path_params["thing_id"]})
+
+    ok = await router.dispatch(Request("GET", "/api/things/42"))
+    assert ok.status == 200 and ok.body == b'{"id":"42"}'
+    head = await router.dispatch(Request("HEAD", "/api/things/42"))
+    assert head.status == 200 and head.body == b""
+    with pytest.raises(HttpError) as missing:
+        await router.dispatch(Request("GET", "/api/other"))
+    assert missing.value.status == 404
+    with pytest.raises(HttpError) as wrong:
+        await router.dispatch(Request("POST", "/api/things/42"))
+    assert wrong.value.status == 405 and wrong.value.headers["allow"] == "GET, HEAD"
+
+
+def test_headers_are_case_insensitive_and_repr_hides_values() -> None:
+    """Header lookups ignore case; repr shows names only (values may be secrets)."""
+    headers = Headers([("Authorization", "Bearer s3cret"), ("X-A", "1"), ("x-a", "2")])
+    assert headers["authorization"] == "Bearer s3cret" and headers.get("X-a") == "1, 2"
+    assert "s3cret" not in repr(headers)
