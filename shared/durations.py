@@ -57,11 +57,6 @@ def parse_duration_ms(value: Duration) -> int:
     return round(total)
 
 
-def parse_duration_s(value: Duration) -> float:
-    """Like `parse_duration_ms`, in seconds."""
-    return parse_duration_ms(value) / 1000
-
-
 def format_duration(ms: int) -> str:
     """Formats milliseconds in the QStash header grammar ("1d10h30m", "5s", "250ms")."""
     if ms < 0:

@@ -26,7 +26,6 @@ from shared.qstash.signing import delivery_claims, sign_jwt
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
-LEASE_MARGIN_MS = 5_000
 MAX_PARALLEL = 64
 MAX_POLL_S = 0.5
 USER_AGENT = "Upstash-QStash"

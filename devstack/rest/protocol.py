@@ -24,7 +24,6 @@ from urllib.parse import unquote_to_bytes
 
 from redis.exceptions import RedisError
 
-JSONScalar = str | int | float | bool
 JSONValue = Any
 
 

@@ -50,10 +50,6 @@ class Router:
     def include(self, other: Router) -> None:
         self._routes.extend(other._routes)
 
-    @property
-    def routes(self) -> list[Route]:
-        return list(self._routes)
-
     def allowed_methods(self, path: str) -> list[str]:
         methods = {r.method for r in self._routes if r.regex.match(path)}
         if "GET" in methods:

@@ -151,6 +151,3 @@ class Outbox:
             return FlushReport(published, failed, remaining)
         finally:
             self._flushing_since = None
-
-    async def pending_count(self) -> int:
-        return await self._redis.hlen(OUTBOX_KEY)

@@ -32,8 +32,7 @@ class _Entry:
 class _ScopeBatch:
     pending: list[_Entry] = field(default_factory=list)
     scheduled: bool = False
-    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-    requests_sent: int = 0
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)  # keeps tasks alive
 
 
 class AutoPipeliner:
@@ -41,10 +40,6 @@ class AutoPipeliner:
 
     def _batch(self) -> _ScopeBatch:
         return current_scope().state(self, _ScopeBatch)
-
-    def requests_sent(self) -> int:
-        """HTTP requests this pipeliner sent in the current scope (for tests and benchmarks)."""
-        return self._batch().requests_sent
 
     async def submit(self, client: Redis[Any], command: Command[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -80,7 +75,6 @@ class AutoPipeliner:
             return await entry.future  # a full batch already left with our command
         if len(batch.pending) == 1:
             batch.pending, batch.scheduled = [], False
-            batch.requests_sent += 1
             return await entry.client._send_one(entry.command)
         self._flush(batch, loop)
         return await entry.future
@@ -89,7 +83,6 @@ class AutoPipeliner:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
         if not entries:
             return
-        batch.requests_sent += 1
         task = loop.create_task(self._deliver(entries))
         batch.in_flight.add(task)
         task.add_done_callback(batch.in_flight.discard)
