@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from runner import SCRIPTS, assert_checks_passed, run_in_pyodide
@@ -112,5 +113,11 @@ def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: Thr
     Receiver.from_env(env).verify(
         headers["Upstash-Signature"], body, url=thread_sink.url + from_pyodide
     )
-    time.sleep(0.3)
+    # Once QStash is done with the message (404), no further delivery can follow.
+    message_url = f"{env['QSTASH_URL']}/v2/messages/{result['data']['message_id']}"
+    auth = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
+    deadline = time.monotonic() + 10
+    while httpx.get(message_url, headers=auth).status_code != 404:
+        assert time.monotonic() < deadline, "QStash never finished the message"
+        time.sleep(0.02)
     assert len(thread_sink.wait_for(from_pyodide, 1)) == 1  # the deduplicated resend never left

@@ -67,3 +67,22 @@ class Sink:
         script = self.scripts.get(request.path)
         status, headers = script(len(self.at(request.path))) if script else (200, {})
         return web.Response(status=status, headers=headers, text="sink says " + str(status))
+
+
+def message_finished(env: dict[str, str], message_id: str, timeout: float = 10.0) -> None:
+    """Waits (bounded) until QStash is done with a message: `GET /v2/messages/{id}` answers
+    404 once it was delivered or moved to the DLQ, and no attempt can follow after that
+    (the devstack removes it from the schedule in the same transaction)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    url = f"{env['QSTASH_URL']}/v2/messages/{message_id}"
+    headers = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
+    while httpx.get(url, headers=headers).status_code != 404:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"QStash still holds message {message_id} after {timeout}s")
+        time.sleep(0.02)
+
+
+async def message_finished_async(env: dict[str, str], message_id: str) -> None:
+    await asyncio.to_thread(message_finished, env, message_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink
+from qstash_sink import TIME_SCALE, Sink, message_finished_async
 
 from shared.errors import QStashError
 from shared.qstash import QStash, Receiver
@@ -87,7 +87,7 @@ async def test_retries_follow_the_backoff_then_the_dlq(
     verify(qstash_env, sink, "/failed")
     report = json.loads(callback.body)
     assert report["sourceMessageId"] == result.message_id and report["status"] == 500
-    await asyncio.sleep(0.3)
+    await message_finished_async(qstash_env, result.message_id)
     assert len(sink.at("/fail")) == 4
     [entry] = await dlq_entries(qstash_env, result.message_id)
     assert entry["responseStatus"] == 500 and entry["body"] == "raw-bytes"
@@ -105,7 +105,7 @@ async def test_non_retryable_489_goes_straight_to_the_dlq(
     while not await dlq_entries(qstash_env, result.message_id):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
+    await message_finished_async(qstash_env, result.message_id)
     assert len(sink.at("/never")) == 1
 
 
@@ -137,7 +137,9 @@ async def test_dlq_retry_and_delete(qstash: QStash, sink: Sink, qstash_env: dict
         assert missing.status_code == 404
 
 
-async def test_deduplication_answers_202_and_delivers_once(qstash: QStash, sink: Sink) -> None:
+async def test_deduplication_answers_202_and_delivers_once(
+    qstash: QStash, sink: Sink, qstash_env: dict[str, str]
+) -> None:
     """The same deduplication id (or the same content) is accepted once and delivered once."""
     first = await qstash.publish_json(sink.url("/dedup"), {"a": 1}, deduplication_id="order-1")
     again = await qstash.publish_json(sink.url("/dedup"), {"a": 1}, deduplication_id="order-1")
@@ -147,7 +149,8 @@ async def test_deduplication_answers_202_and_delivers_once(qstash: QStash, sink:
     c2 = await qstash.publish_json(sink.url("/dedup"), {"b": 2}, content_based_deduplication=True)
     assert c2.deduplicated and c2.message_id == c1.message_id
     await sink.wait_for("/dedup", 2)
-    await asyncio.sleep(0.3)
+    for message_id in (first.message_id, c1.message_id):
+        await message_finished_async(qstash_env, message_id)
     assert len(sink.at("/dedup")) == 2
 
 

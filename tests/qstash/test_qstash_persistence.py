@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink
+from qstash_sink import TIME_SCALE, Sink, message_finished_async
 
 from devstack import launch
 from shared.qstash import QStash, Receiver
@@ -97,7 +97,7 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
                     break
                 assert time.monotonic() < deadline, "message never reached the DLQ"
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        await message_finished_async(env_of(second.info), message_id)
         assert len(sink.at("/down")) == 3
     finally:
         await stop(second)
@@ -119,7 +119,7 @@ async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
     try:
         attempts = await sink.wait_for("/inflight", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
-        await asyncio.sleep(0.3)
+        await message_finished_async(env_of(second.info), message_id)
         assert len(sink.at("/inflight")) == 2
     finally:
         await stop(second)
