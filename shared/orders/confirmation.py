@@ -12,6 +12,7 @@ that can never succeed answers 489 with `Upstash-NonRetryable-Error: true`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -109,17 +110,23 @@ def confirmation_routes(
             request.headers.get("upstash-message-id"),
         )
         sent_key, lease_key = f"email:sent:{job.order_id}", f"email:lease:{job.order_id}"
-        if await redis.exists(sent_key):
+        # One round trip each (auto-pipelined): the marker with the order, then the lease
+        # with a second look at the marker (a delivery that just finished sets the marker
+        # and drops its lease in one transaction, so the pair sees one state or the other).
+        sent, order = await asyncio.gather(redis.exists(sent_key), repository.get(job.order_id))
+        if sent:
             return Response.json({"status": "already_sent"})
-        order = await repository.get(job.order_id)
         if order is None:
             raise HttpError(489, "Order no longer exists", headers=NON_RETRYABLE)
         token = secrets.token_hex(16)
-        if not await redis.set(lease_key, token, px=LEASE_MS, nx=True):
+        leased, sent = await asyncio.gather(
+            redis.set(lease_key, token, px=LEASE_MS, nx=True), redis.exists(sent_key)
+        )
+        if not leased:
             raise HttpError(
                 409, "Another delivery is sending this email", headers={"retry-after": "5"}
             )
-        if await redis.exists(sent_key):  # finished between our check and the lease
+        if sent:
             await RELEASE.run(redis, [lease_key], [token])
             return Response.json({"status": "already_sent"})
         try:
