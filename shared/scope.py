@@ -38,31 +38,24 @@ class ScopeKey:
 class RequestScope:
     """A bag of per-scope state, keyed by the owner object (one client, one cache...)."""
 
-    __slots__ = ("_pinned", "_state", "name")
+    __slots__ = ("_state", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         # Weak keys: state dies with its owner, and a new owner can never inherit the
         # state of a collected one that had the same id().
         self._state: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._pinned: dict[int, tuple[object, Any]] = {}  # owners without weakref support
 
     def state(self, owner: object, factory: Callable[[], T]) -> T:
-        """The state `owner` keeps in this scope, created by `factory` on first use."""
+        """The state `owner` keeps in this scope, created by `factory` on first use.
+
+        `owner` must be weakly referenceable: an instance, or a module-level `ScopeKey`.
+        """
         try:
-            if owner in self._state:
-                found: T = self._state[owner]
-                return found
-            value = factory()
-            self._state[owner] = value
-            return value
-        except TypeError:  # e.g. a bare object() sentinel: keep it alive with its state
-            entry = self._pinned.get(id(owner))
-            if entry is None or entry[0] is not owner:
-                entry = (owner, factory())
-                self._pinned[id(owner)] = entry
-            pinned: T = entry[1]
-            return pinned
+            found: T = self._state[owner]
+        except KeyError:
+            found = self._state[owner] = factory()
+        return found
 
 
 _PROCESS_SCOPE = RequestScope("process")

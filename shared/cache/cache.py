@@ -36,11 +36,12 @@ from typing import Any, TypeVar
 from shared.background import defer
 from shared.cache.codec import CodecLike, as_codec
 from shared.cache.entry import check_key, lock_key, value_key
-from shared.cache.flight import SingleFlight, scoped
+from shared.cache.flight import SingleFlight
 from shared.cache.result import CacheResult
 from shared.cache.store import EntryStore, Failed, Policy, duration_ms, poll_delays
 from shared.durations import Duration
 from shared.redis import Redis
+from shared.scope import current_scope
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class Cache:
         return value
 
     def _refresh_later(self, rkey: str, loader: Loader[Any], policy: Policy) -> None:
-        refreshing = scoped(self, _refreshing)
+        refreshing = current_scope().state(self, _refreshing)
         if rkey in refreshing:
             return
         refreshing.add(rkey)

@@ -16,11 +16,6 @@ from shared.scope import current_scope
 T = TypeVar("T")
 
 
-def scoped(instance: object, factory: Callable[[], T]) -> T:
-    """The state `instance` keeps in the current request scope, created on first use."""
-    return current_scope().state(instance, factory)
-
-
 def _flights() -> dict[str, asyncio.Future[Any]]:
     return {}
 
@@ -30,10 +25,10 @@ class SingleFlight:
 
     def in_flight(self) -> int:
         """Keys being worked on in the current scope (for tests)."""
-        return len(scoped(self, _flights))
+        return len(current_scope().state(self, _flights))
 
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
-        flights = scoped(self, _flights)
+        flights = current_scope().state(self, _flights)
         while (shared := flights.get(key)) is not None:
             try:
                 result: T = await asyncio.shield(shared)
