@@ -202,16 +202,22 @@ def test_error_mapping(served_worker: Any, http: httpx.Client, client_ips: Itera
 def test_rate_limit_answers_429(
     served_worker: Any, http: httpx.Client, client_ips: Iterator[str]
 ) -> None:
-    """From one client IP the 4th `/api/*` request in the 10 s window is a 429 with Retry-After."""
+    """From one client IP the 4th `/api/*` request in the 10 s window is a 429 with Retry-After
+    (the 5th when a window edge falls inside the burst: the sliding window is upstream's
+    approximation, which weighs the previous window by the time elapsed)."""
     ip = next(client_ips)
-    remaining = []
-    for _ in range(3):
-        ok = http.get(f"{served_worker.url}/api/health", headers={"CF-Connecting-IP": ip})
-        assert ok.status_code == 200, ok.text
-        remaining.append(ok.headers["x-ratelimit-remaining"])
-    assert remaining == ["2", "1", "0"]
+    answers = []
+    for _ in range(5):
+        answer = http.get(f"{served_worker.url}/api/health", headers={"CF-Connecting-IP": ip})
+        answers.append(answer)
+        if answer.status_code == 429:
+            break
+    statuses = [a.status_code for a in answers]
+    assert statuses in ([200] * 3 + [429], [200] * 4 + [429]), statuses
+    remaining = [int(a.headers["x-ratelimit-remaining"]) for a in answers[:-1]]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 0, remaining
 
-    denied = http.get(f"{served_worker.url}/api/health", headers={"CF-Connecting-IP": ip})
+    denied = answers[-1]
     assert_json_error(denied, 429, "Too many requests")
     assert denied.json() == {"error": "Too many requests"}
     assert 1 <= int(denied.headers["retry-after"]) <= 10

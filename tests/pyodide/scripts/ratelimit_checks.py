@@ -37,7 +37,8 @@ class FrozenClock:
 
 @checks.case
 async def sliding_window_admits_the_limit() -> None:
-    rl = Ratelimit(redis, sliding_window(3, "10 s"), P + "sw", timeout=10)
+    clock = FrozenClock()  # a real clock could cross a window edge mid-check
+    rl = Ratelimit(redis, sliding_window(3, "10 s"), P + "sw", timeout=10, clock=clock)
     async with request_scope():
         results = [await rl.limit("ip") for _ in range(4)]
     assert [r.success for r in results] == [True, True, True, False], results
