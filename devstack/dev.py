@@ -20,6 +20,7 @@ from devstack.launch import REPO_ROOT, DevstackProcess, start_devstack
 
 DEV_EMAIL_KEY = "re_devstack"
 DEV_CRON_SECRET = "devstack-cron-secret"
+DEV_ORDER_TOKEN_SECRET = "devstack-order-token-secret-not-for-production"
 
 
 def app_env(info: Mapping[str, Any], app_url: str) -> dict[str, str]:
@@ -36,6 +37,7 @@ def app_env(info: Mapping[str, Any], app_url: str) -> dict[str, str]:
         "EMAIL_FROM": "Orders <orders@example.com>",
         "APP_URL": app_url,
         "CRON_SECRET": DEV_CRON_SECRET,
+        "ORDER_TOKEN_SECRET": DEV_ORDER_TOKEN_SECRET,
     }
 
 

@@ -20,6 +20,9 @@ from shared.redis.config import RestEndpoint, endpoint_from_env
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
 DEFAULT_EMAIL_API_URL = "https://api.resend.com"
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(.+?)\s*$")
+_HEADER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+VERCEL_CLIENT_IP_HEADER = "x-vercel-forwarded-for"
+MIN_ORDER_TOKEN_SECRET = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,29 @@ def _api_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
+def _order_token_secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
+    value = _secret(env, name, required=required)
+    if value is not None and len(value) < MIN_ORDER_TOKEN_SECRET:
+        raise ConfigError(
+            name, f"must be at least {MIN_ORDER_TOKEN_SECRET} characters (openssl rand -hex 32)"
+        )
+    return value
+
+
+def client_ip_header_from(env: Mapping[str, str]) -> str | None:
+    """The header the ASGI adapter takes the client address from (its right-most entry):
+    `TRUSTED_PROXY_HEADER` when set; else on Vercel (`VERCEL=1`) `x-vercel-forwarded-for`;
+    else None (the socket peer)."""
+    name = str(env.get("TRUSTED_PROXY_HEADER") or "").strip().lower()
+    if name:
+        if not _HEADER_NAME.match(name):
+            raise ConfigError("TRUSTED_PROXY_HEADER", "must be a header name such as x-real-ip")
+        return name
+    if str(env.get("VERCEL") or "").strip() == "1":
+        return VERCEL_CLIENT_IP_HEADER
+    return None
+
+
 def app_url_from(env: Mapping[str, str]) -> str:
     """`APP_URL` when set; else, on Vercel, `https://$VERCEL_URL` (this deployment's own
     URL, so each preview gets its own job URL and signatures are checked against it)."""
@@ -161,6 +187,10 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     vercel_bypass_secret: str | None = field(default=None, repr=False)
     order_retention_s: int = 365 * 24 * 3600
+    # Order access tokens and client addresses (README: "Access tokens", "Client address").
+    order_token_secret: str = field(default="", repr=False)
+    order_token_secret_next: str | None = field(default=None, repr=False)
+    client_ip_header: str | None = None
     error_reporter: ErrorReporter = field(default=log_error_report, repr=False, compare=False)
 
     @property
@@ -214,6 +244,11 @@ class Settings:
             api_keys=_api_keys(env, "API_KEYS"),
             vercel_bypass_secret=_secret(env, "VERCEL_AUTOMATION_BYPASS_SECRET", required=False),
             order_retention_s=_retention_s(env, "ORDER_RETENTION", "365d"),
+            order_token_secret=_order_token_secret(env, "ORDER_TOKEN_SECRET", required=True) or "",
+            order_token_secret_next=_order_token_secret(
+                env, "ORDER_TOKEN_SECRET_NEXT", required=False
+            ),
+            client_ip_header=client_ip_header_from(env),
             error_reporter=(
                 load_reporter("ERROR_REPORTER", reporter_spec)
                 if reporter_spec

@@ -49,13 +49,19 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def client_ip_from(headers: Headers, scope: Scope) -> str | None:
-    """The first X-Forwarded-For entry (Vercel's edge sets it), else the socket peer."""
-    forwarded = headers.get("x-forwarded-for")
-    if forwarded:
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
+def client_ip_from(headers: Headers, scope: Scope, trusted_header: str | None = None) -> str | None:
+    """The client's address as the platform states it, never as the client claims it.
+
+    With `trusted_header` (`x-vercel-forwarded-for` on Vercel, or `TRUSTED_PROXY_HEADER`):
+    its RIGHT-most entry, the one the trusted proxy wrote (entries to its left came from
+    the client). Otherwise, or when that header is absent, the socket peer.
+    """
+    if trusted_header is not None:
+        value = headers.get(trusted_header)
+        if value:
+            last = value.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
     client = scope.get("client")
     return str(client[0]) if client else None
 
@@ -111,7 +117,7 @@ class AsgiAdapter:
                 query_string=scope.get("query_string", b"").decode("latin-1"),
                 headers=headers,
                 body=body,
-                client_ip=client_ip_from(headers, scope),
+                client_ip=client_ip_from(headers, scope, bundle.settings.client_ip_header),
             )
             response = await bundle.app.handle(request)
             await send_response(send, response)

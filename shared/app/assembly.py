@@ -35,6 +35,7 @@ from shared.jobs.email import EmailSender
 from shared.jobs.outbox import Outbox
 from shared.orders.confirmation import JOB_PATH, confirmation_routes
 from shared.orders.read_api import order_routes_read
+from shared.orders.records import OrderTokens
 from shared.orders.repository import RedisOrderRepository
 from shared.orders.service import OrderService
 from shared.qstash import QStash, Receiver
@@ -59,12 +60,14 @@ class Services:
     outbox: Outbox
     repository: RedisOrderRepository
     orders: OrderService
+    tokens: OrderTokens
 
     @classmethod
     def build(cls, settings: Settings, transport: Transport) -> Services:
         redis = Redis(settings.redis.url, settings.redis.token, transport=transport)
         qstash = QStash(settings.qstash_token, url=settings.qstash_url, transport=transport)
         outbox = Outbox(redis, qstash, forward_headers=settings.forward_headers)
+        tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
         rate = settings.rate_limit
         email_rate = settings.email_rate_limit
         return cls(
@@ -82,8 +85,13 @@ class Services:
             outbox=outbox,
             repository=RedisOrderRepository(redis),
             orders=OrderService(
-                redis, outbox, job_url=settings.job_url, order_ttl_s=settings.order_retention_s
+                redis,
+                outbox,
+                tokens=tokens,
+                job_url=settings.job_url,
+                order_ttl_s=settings.order_retention_s,
             ),
+            tokens=tokens,
         )
 
 
@@ -117,7 +125,7 @@ def outbox_middleware(outbox: Outbox) -> Middleware:
     return middleware
 
 
-def _order_creation(services: Services, settings: Settings) -> Router:
+def _order_creation(services: Services, settings: Settings, keys: ApiKeys) -> Router:
     try:
         from shared.orders.api import order_routes_create
     except ImportError as exc:  # pydantic missing: say so instead of failing everything
@@ -129,7 +137,7 @@ def _order_creation(services: Services, settings: Settings) -> Router:
             raise HttpError(503, "Order creation is unavailable: pydantic could not be imported")
 
         return router
-    return order_routes_create(services.orders, settings.app_url)
+    return order_routes_create(services.orders, settings.app_url, caller=keys.identity_of)
 
 
 def build_app(
@@ -139,11 +147,12 @@ def build_app(
     if error_reporter is not None:
         settings = replace(settings, error_reporter=error_reporter)
     services = Services.build(settings, transport)
+    keys = ApiKeys(settings.api_keys)
     router = Router()
     router.include(health_routes(services.redis))
     router.include(smoke_routes(services.redis, services.receiver, settings.smoke_url))
-    router.include(_order_creation(services, settings))
-    router.include(order_routes_read(services.repository, services.cache))
+    router.include(_order_creation(services, settings, keys))
+    router.include(order_routes_read(services.repository, services.cache, services.tokens))
     router.include(
         confirmation_routes(
             redis=services.redis,
@@ -156,7 +165,6 @@ def build_app(
         )
     )
     router.include(cron_routes(services.outbox, settings.cron_secret))
-    keys = ApiKeys(settings.api_keys)
     middleware = [
         cors_middleware(
             settings.cors_allow_origins,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -14,7 +15,7 @@ from shared.app.ratelimiting import rate_gate
 from shared.app.router import Router
 from shared.orders.models import OrderIn, openapi_document
 from shared.orders.records import Item
-from shared.orders.service import IdempotencyConflict, NewOrder, OrderService
+from shared.orders.service import IdempotencyConflict, NewOrder, OrderGone, OrderService
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -27,7 +28,18 @@ def _field_errors(exc: ValidationError) -> list[dict[str, object]]:
     ]
 
 
-def order_routes_create(service: OrderService, app_url: str) -> Router:
+def _anyone(request: Request) -> str | None:
+    return None
+
+
+def order_routes_create(
+    service: OrderService,
+    app_url: str,
+    *,
+    caller: Callable[[Request], str | None] = _anyone,
+) -> Router:
+    """`caller` names who is asking (the API key's identity, `ApiKeys.identity_of`): it
+    scopes `Idempotency-Key`s. None (no `API_KEYS`) leaves one global scope."""
     router = Router()
     openapi = json.dumps(openapi_document(app_url)).encode()
 
@@ -54,6 +66,7 @@ def order_routes_create(service: OrderService, app_url: str) -> Router:
                 request_hash=hashlib.sha256(canonical).hexdigest(),
                 key=key,
                 request_id=request.request_id,
+                scope=None if key is None else caller(request),
             )
         except IdempotencyConflict as exc:
             if exc.in_flight:
@@ -63,6 +76,10 @@ def order_routes_create(service: OrderService, app_url: str) -> Router:
                     headers={"retry-after": "1"},
                 ) from None
             raise HttpError(422, "Idempotency-Key was already used with a different body") from None
+        except OrderGone:
+            raise HttpError(
+                410, "The order created with this Idempotency-Key was deleted"
+            ) from None
         headers = {"idempotent-replayed": "true"} if outcome.replayed else {}
         return Response.json(outcome.body, outcome.status, headers)
 

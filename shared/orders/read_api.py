@@ -2,8 +2,10 @@
 
 Reading goes through the cache-aside helper over the repository. A wrong or
 missing access token answers 404, exactly like an unknown id, so ids cannot be
-probed. The rate-limit decision and the cache read leave in one Redis request;
-the origin is only asked once the request is known to be allowed (`rate_gate`).
+probed. The token is checked by recomputing it from the order id (`OrderTokens`);
+neither the order record nor its cache entry holds anything a token can be made
+from. The rate-limit decision and the cache read leave in one Redis request; the origin
+is only asked once the request is known to be allowed (`rate_gate`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from shared.app.http import Request, Response
 from shared.app.ratelimiting import rate_gate
 from shared.app.router import Router
 from shared.cache import Cache
-from shared.orders.records import ORDER_ID, OrderRecord, order_key, token_matches
+from shared.orders.records import (
+    ORDER_ID,
+    OrderRecord,
+    OrderTokens,
+    legacy_token_matches,
+    order_key,
+)
 from shared.orders.repository import OrderRepository
 
 NOT_FOUND = "Order not found"
@@ -28,8 +36,14 @@ def access_token(request: Request) -> str | None:
     return request.query_param("token")
 
 
-def order_routes_read(repository: OrderRepository, cache: Cache) -> Router:
+def order_routes_read(repository: OrderRepository, cache: Cache, tokens: OrderTokens) -> Router:
     router = Router()
+
+    def allowed(request: Request, order_id: str, legacy_digest: object) -> bool:
+        token = access_token(request)
+        if tokens.verify(order_id, token):
+            return True
+        return isinstance(legacy_digest, str) and legacy_token_matches(token, legacy_digest)
 
     async def load(order_id: str) -> dict[str, Any] | None:
         await rate_gate()  # a denied request never reaches the origin
@@ -43,9 +57,9 @@ def order_routes_read(repository: OrderRepository, cache: Cache) -> Router:
             raise HttpError(404, NOT_FOUND)
         result = await cache.get_or_load_result(order_key(order_id), lambda: load(order_id))
         data = result.value
-        if data is None or not token_matches(access_token(request), str(data["token_sha256"])):
+        if data is None or not allowed(request, order_id, data.get(_LEGACY)):
             raise HttpError(404, NOT_FOUND, headers={"x-cache": result.status})
-        public = {k: v for k, v in data.items() if k != "token_sha256"}
+        public = {k: v for k, v in data.items() if k != _LEGACY}
         return Response.json(
             public, headers={"x-cache": result.status, "cache-control": "no-store"}
         )
@@ -55,7 +69,7 @@ def order_routes_read(repository: OrderRepository, cache: Cache) -> Router:
         order_id = request.path_params["order_id"]
         await rate_gate()
         record = await repository.get(order_id) if ORDER_ID.match(order_id) else None
-        if record is None or not token_matches(access_token(request), record.token_sha256):
+        if record is None or not allowed(request, order_id, record.legacy_token_sha256):
             raise HttpError(404, NOT_FOUND)
         await repository.delete(order_id)
         await cache.invalidate(order_key(order_id))
@@ -64,7 +78,11 @@ def order_routes_read(repository: OrderRepository, cache: Cache) -> Router:
     return router
 
 
+_LEGACY = "token_sha256"  # only in the cache entry of an order stored by an older release
+
+
 def _stored(record: OrderRecord) -> dict[str, Any]:
     data = record.public()
-    data["token_sha256"] = record.token_sha256
+    if record.legacy_token_sha256 is not None:
+        data[_LEGACY] = record.legacy_token_sha256
     return data

@@ -2,10 +2,16 @@
 
 The step is a Lua script (atomic on Redis, one round trip): it claims the
 `Idempotency-Key` unless it exists (then it returns the stored record), stores the
-order and adds the confirmation job to the outbox. The answer is decided before
-the step, so the stored idempotency record already holds it; it is marked
-`pending` until the job is published (or safely left in the outbox), and a
-duplicate arriving meanwhile gets a 409.
+order and adds the confirmation job to the outbox. The idempotency record holds
+no secret and no personal data: its state, a keyed digest of the request body,
+the status and the order id. It is marked `pending` until the job is published
+(or safely left in the outbox), and a duplicate arriving meanwhile gets a 409.
+
+A replay rebuilds the 201 answer from the stored order and re-derives the access
+token from the order id (`OrderTokens`); when the order was deleted (or expired)
+it answers 410 instead, so `DELETE` removes everything a replay would return.
+Idempotency keys are scoped to the caller (`scope`: the API key's identity when
+`API_KEYS` is set), so another caller's same key is another record.
 """
 
 from __future__ import annotations
@@ -19,14 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
-from shared.orders.records import (
-    Item,
-    OrderRecord,
-    new_access_token,
-    new_order_id,
-    order_key,
-    token_digest,
-)
+from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
 from shared.redis import Redis, Script
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -80,8 +79,15 @@ class IdempotencyConflict(Exception):
         super().__init__("in flight" if in_flight else "different body")
 
 
-def idempotency_key(key: str) -> str:
-    return "idem:orders:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+class OrderGone(Exception):
+    """The order an idempotent replay refers to was deleted (or expired): 410."""
+
+
+def idempotency_key(key: str, scope: str | None = None) -> str:
+    """`idem:orders:<sha256(scope NUL key)>`: the caller's scope (API key identity) is part of
+    the name, so equal keys from different callers never meet."""
+    material = f"{scope or ''}\x00{key}"
+    return "idem:orders:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 class OrderService:
@@ -90,21 +96,28 @@ class OrderService:
         redis: Redis[Any],
         outbox: Outbox,
         *,
+        tokens: OrderTokens,
         job_url: str,
         order_ttl_s: int = 0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._redis = redis
         self._outbox = outbox
+        self._tokens = tokens
         self._job_url = job_url
         self._order_ttl_s = order_ttl_s
         self._clock = clock_ms
 
     async def create(
-        self, order: NewOrder, *, request_hash: str, key: str | None, request_id: str
+        self,
+        order: NewOrder,
+        *,
+        request_hash: str,
+        key: str | None,
+        request_id: str,
+        scope: str | None = None,
     ) -> Outcome:
         order_id = new_order_id()
-        token = new_access_token()
         now = self._clock()
         record = OrderRecord(
             id=order_id,
@@ -113,9 +126,8 @@ class OrderService:
             currency=order.currency,
             total_cents=sum(i.quantity * i.unit_price_cents for i in order.items),
             created_at=datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="seconds"),
-            token_sha256=token_digest(token),
         )
-        body = {"order": record.public(), "access_token": token, "status": "created"}
+        body = self._answer(record)
         job = Job(
             id=order_id,
             url=self._job_url,
@@ -123,9 +135,16 @@ class OrderService:
             dedup_id=f"confirm-{order_id}",
         )
         keys = [order_key(order_id), OUTBOX_KEY]
-        idem = {"state": "pending", "since": now, "hash": request_hash, "status": 201, "body": body}
-        if key is not None:
-            keys.append(idempotency_key(key))
+        idem = {
+            "state": "pending",
+            "since": now,
+            "hash": self._tokens.request_digest(request_hash),
+            "status": 201,
+            "order": order_id,
+        }
+        idem_key = None if key is None else idempotency_key(key, scope)
+        if idem_key is not None:
+            keys.append(idem_key)
         reply = await CREATE_ORDER.run(
             self._redis,
             keys,
@@ -139,24 +158,40 @@ class OrderService:
             ],
         )
         if reply[0] == "exists":
-            return self._replay(json.loads(reply[1]), request_hash, now)
+            return await self._replay(json.loads(reply[1]), request_hash, now)
         await self._outbox.publish(job)  # on failure the job stays in the outbox
-        if key is not None:
+        if idem_key is not None:
             idem["state"] = "done"
             await self._redis.set(
-                idempotency_key(key),
+                idem_key,
                 json.dumps(idem, separators=(",", ":")),
                 xx=True,
                 keepttl=True,
             )
         return Outcome(201, body)
 
-    def _replay(self, stored: dict[str, Any], request_hash: str, now: int) -> Outcome:
-        if stored.get("hash") != request_hash:
+    def _answer(self, record: OrderRecord) -> dict[str, Any]:
+        return {
+            "order": record.public(),
+            "access_token": self._tokens.issue(record.id),
+            "status": "created",
+        }
+
+    async def _replay(self, stored: dict[str, Any], request_hash: str, now: int) -> Outcome:
+        order_id = stored.get("order")
+        if isinstance(order_id, str):
+            same = self._tokens.request_matches(request_hash, str(stored.get("hash", "")))
+        else:  # a record from an older release: plain hash, the whole answer (expires in 24 h)
+            order_id = str(((stored.get("body") or {}).get("order") or {}).get("id", ""))
+            same = stored.get("hash") == request_hash
+        if not same:
             raise IdempotencyConflict(in_flight=False)
         if (
             stored.get("state") == "pending"
             and now - int(stored.get("since", 0)) < PENDING_LEASE_MS
         ):
             raise IdempotencyConflict(in_flight=True)
-        return Outcome(int(stored["status"]), dict(stored["body"]), replayed=True)
+        raw = None if not order_id else await self._redis.get(order_key(order_id))
+        if raw is None:
+            raise OrderGone
+        return Outcome(int(stored["status"]), self._answer(OrderRecord.from_json(raw)), True)

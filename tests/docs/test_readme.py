@@ -84,6 +84,7 @@ def test_settings_table_matches_the_code() -> None:
         "APP_URL": "https://app.example",
         "RESEND_API_KEY": "r",
         "EMAIL_FROM": "a@b.co",
+        "ORDER_TOKEN_SECRET": "o" * 32,
     }
     settings = Settings.from_env(base)
     section = README.split("## Environment variables", 1)[1]

@@ -138,7 +138,12 @@ def running_api(
     (the test client sends it; QStash deliveries must carry it too)."""
     proxy = edge_proxy() if protection_bypass is None else protected_edge_proxy(protection_bypass)
     with proxy as edge:
-        env = {**app_env(stack.raw, edge.url), "RATE_LIMIT": "5/10s", **overrides}
+        env = {
+            **app_env(stack.raw, edge.url),
+            "RATE_LIMIT": "5/10s",
+            "VERCEL": "1",  # as Vercel's runtime sets it: the client address is the edge's
+            **overrides,
+        }
         with VercelLauncher(REPO_ROOT, module="vercel_api.index", env=env) as launcher:
             edge.target = launcher.base_url
             api = Api(edge, launcher, stack, env, protection_bypass=protection_bypass)

@@ -1,9 +1,10 @@
 """A stand-in for Vercel's edge in front of the launcher: a loopback reverse proxy.
 
-Vercel's edge gives the function its public URL, sets `X-Forwarded-For` from the
-real client and adds the internal invocation headers the launcher requires. The
-proxy does the same, so `APP_URL` can be known before the launcher picks its port
-and the local QStash can call the job endpoint back through it. A test chooses
+Vercel's edge gives the function its public URL, sets `x-vercel-forwarded-for` (and
+overwrites `X-Forwarded-For` and `X-Real-IP`) from the real client and adds the
+internal invocation headers the launcher requires. The proxy does the same, so
+`APP_URL` can be known before the launcher picks its port and the local QStash can
+call the job endpoint back through it. A test chooses
 the client address with the `x-test-client-ip` request header.
 """
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from tests.launcher.harness import INVOCATION_HEADER, REQUEST_ID_HEADER
 
+_CLIENT_IP_HEADERS = ("x-vercel-forwarded-for", "x-forwarded-for", "x-real-ip")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 
 
@@ -57,7 +59,11 @@ class EdgeProxy:
             return web.json_response({"error": "edge: no target yet"}, status=502)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         client_ip = headers.pop("x-test-client-ip", None) or headers.pop("X-Test-Client-Ip", None)
-        headers["x-forwarded-for"] = client_ip or "203.0.113.7"
+        # Vercel's edge writes these itself; whatever the client sent under those names is gone.
+        for name in [k for k in headers if k.lower() in _CLIENT_IP_HEADERS]:
+            del headers[name]
+        for name in _CLIENT_IP_HEADERS:
+            headers[name] = client_ip or "203.0.113.7"
         launcher_id = next(self._ids)
         headers[INVOCATION_HEADER] = uuid.uuid4().hex
         headers[REQUEST_ID_HEADER] = str(launcher_id)

@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 
+from devstack.dev import DEV_ORDER_TOKEN_SECRET
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import Outbox
-from shared.orders.records import Item
+from shared.orders.records import Item, OrderTokens
 from shared.orders.service import IdempotencyConflict, NewOrder, OrderService, idempotency_key
 from shared.qstash import QStash
 from shared.redis import Redis, RetryPolicy
@@ -44,7 +45,12 @@ async def test_same_key_while_in_flight_is_a_conflict(devstack: Devstack) -> Non
     redis = Redis(devstack.redis_rest_url, devstack.redis_rest_token, retry=RetryPolicy.never())
     held = HeldQStash()
     qstash = QStash("token", url="http://qstash.test", transport=held)
-    service = OrderService(redis, Outbox(redis, qstash), job_url="http://app.test/api/jobs/x")
+    service = OrderService(
+        redis,
+        Outbox(redis, qstash),
+        tokens=OrderTokens(DEV_ORDER_TOKEN_SECRET),
+        job_url="http://app.test/api/jobs/x",
+    )
     key = f"key-{uuid.uuid4().hex}"
     first = asyncio.ensure_future(
         service.create(order(), request_hash="h1", key=key, request_id="r1")

@@ -17,6 +17,7 @@ BASE = {
     "RESEND_API_KEY": "re_key",
     "EMAIL_FROM": "Shop <shop@example.com>",
     "APP_URL": "https://shop.example.com",
+    "ORDER_TOKEN_SECRET": "order-token-secret-for-settings-tests",
 }
 
 

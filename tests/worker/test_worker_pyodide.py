@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import time
 import uuid
@@ -32,7 +33,7 @@ from worker_testkit import emails_to as inbox
 from worker_testkit import poll, seed_order, seed_outbox_job
 
 from shared.jobs.outbox import OUTBOX_KEY
-from shared.orders.records import new_access_token, new_order_id
+from shared.orders.records import new_order_id
 from shared.qstash import PublishResult, QStash
 from shared.qstash.signing import delivery_claims, sign_jwt
 
@@ -273,7 +274,8 @@ def test_order_read_is_cached(
         assert response.headers["x-ratelimit-limit"] == "3"
 
     stranger = {"CF-Connecting-IP": next(client_ips)}
-    wrong = http.get(url, headers={**stranger, "Authorization": f"Bearer {new_access_token()}"})
+    forged = secrets.token_urlsafe(32)
+    wrong = http.get(url, headers={**stranger, "Authorization": f"Bearer {forged}"})
     assert_json_error(wrong, 404, "Order not found")
     assert wrong.headers["x-cache"] == "HIT"  # answered from the cache, like an unknown id
     missing = http.get(url, headers=stranger)

@@ -10,22 +10,15 @@ from typing import Any
 import httpx
 import redis as redis_py
 
+from devstack.dev import DEV_ORDER_TOKEN_SECRET
 from shared.jobs.outbox import OUTBOX_KEY, Job
-from shared.orders.records import (
-    Item,
-    OrderRecord,
-    new_access_token,
-    new_order_id,
-    order_key,
-    token_digest,
-)
+from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
 
 DELIVERY_TIMEOUT = 30.0
 
 
 def seed_order(redis: redis_py.Redis, email: str | None = None) -> tuple[OrderRecord, str]:
-    """Stores an order as `OrderService` would; returns it and its access token."""
-    token = new_access_token()
+    """Stores an order as `OrderService` would; returns it and its (derived) access token."""
     record = OrderRecord(
         id=new_order_id(),
         customer_email=email or f"worker-{uuid.uuid4().hex[:12]}@example.com",
@@ -33,10 +26,9 @@ def seed_order(redis: redis_py.Redis, email: str | None = None) -> tuple[OrderRe
         currency="EUR",
         total_cents=2800,
         created_at="2026-04-26T12:00:00Z",
-        token_sha256=token_digest(token),
     )
     redis.set(order_key(record.id), record.to_json(), ex=3600)
-    return record, token
+    return record, OrderTokens(DEV_ORDER_TOKEN_SECRET).issue(record.id)
 
 
 def seed_outbox_job(redis: redis_py.Redis, record: OrderRecord, job_url: str) -> Job:
