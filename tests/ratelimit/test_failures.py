@@ -66,6 +66,9 @@ async def test_slow_redis_gives_reason_timeout(
     result = await rl.limit("id")
     assert asyncio.get_running_loop().time() - started < 1.0
     assert (result.success, result.reason, result.remaining) == (success, "timeout", 0)
+    headers = rl.headers(result)
+    assert "X-RateLimit-Remaining" not in headers and "RateLimit" not in headers
+    assert headers["RateLimit-Policy"] == '"default";q=5;w=10'
 
 
 @pytest.mark.parametrize(("on_error", "success"), [("allow", True), ("deny", False)])
