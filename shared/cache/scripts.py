@@ -44,18 +44,6 @@ return 0
 """.strip()
 )
 
-# Releases the lock only if we still own it (it may have expired and been taken).
-# KEYS[1] lock key
-# ARGV[1] our lock token
-UNLOCK = Script(
-    """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-""".strip()
-)
-
 # Takes the stampede lock unless the entry is fresh again by the caller's clock (a late
 # caller must not reload what the previous holder just wrote). Returns {1, marker} when
 # the lock was taken, {0, marker} when another caller holds it, {2, marker, entry} when a

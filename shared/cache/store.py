@@ -18,13 +18,12 @@ from shared.cache.entry import Entry, decode_entry, encode_entry
 from shared.cache.scripts import (
     INVALIDATE,
     LOCK_UNLESS_FRESH,
-    UNLOCK,
     WRITE_AND_UNLOCK,
     WRITE_UNLESS_INVALIDATED,
 )
 from shared.durations import Duration, parse_duration_ms
 from shared.errors import UpstashError
-from shared.redis import Redis
+from shared.redis import Redis, delete_if_equals
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +232,8 @@ class EntryStore:
         return Claim(reply[0] == 1, token, marker_key, marker)
 
     async def unlock(self, lock: str, token: str) -> None:
-        await self.guard("UNLOCK", UNLOCK.run(self.redis, [lock], [token]))
+        """Releases the lock if we still own it (it may have expired and been taken)."""
+        await self.guard("UNLOCK", delete_if_equals(self.redis, lock, token))
 
     async def poll(self, rkey: str, lock: str, marker_key: str) -> tuple[Any, Any, str] | Failed:
         """(entry, lock holder, invalidation marker) in one `MGET`."""

@@ -13,7 +13,7 @@ from shared.errors import (
     RedisDecodeError,
     RedisTransactionAborted,
 )
-from shared.redis import Redis, RetryPolicy, Script
+from shared.redis import Redis, RetryPolicy, Script, delete_if_equals
 from shared.scope import request_scope
 from tests.conftest import Devstack
 from tests.redis_client.conftest import ServerStats
@@ -238,3 +238,13 @@ async def test_bad_argument_fails_only_its_caller(
     assert list(results[2:]) == ["kept", 1]
     assert await stats.http_requests() - before == 1  # the good ones still shared one request
     assert await redis.exists(key + "b") == 0
+
+
+async def test_delete_if_equals_releases_only_its_own_lock(redis: Redis[str], key: str) -> None:
+    """A lock is deleted by the token that holds it, never by another (e.g. an expired holder)."""
+    await redis.set(key + "lock", "mine", px=10_000)
+    assert await delete_if_equals(redis, key + "lock", "someone-else") is False
+    assert await redis.get(key + "lock") == "mine"
+    assert await delete_if_equals(redis, key + "lock", "mine") is True
+    assert await redis.exists(key + "lock") == 0
+    assert await delete_if_equals(redis, key + "lock", "mine") is False
