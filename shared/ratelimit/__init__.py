@@ -20,6 +20,7 @@ from shared.ratelimit.algorithms import (
 from shared.ratelimit.expiring_lru import ExpiringLRU
 from shared.ratelimit.headers import rate_limit_headers
 from shared.ratelimit.limiter import DEFAULT_PREFIX, Ratelimit
+from shared.ratelimit.multiregion import MultiRegionRatelimit
 from shared.ratelimit.result import OnError, RateLimitResult, Reason
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "CachedFixedWindow",
     "ExpiringLRU",
     "FixedWindow",
+    "MultiRegionRatelimit",
     "OnError",
     "RateLimitResult",
     "Ratelimit",

@@ -120,3 +120,91 @@ redis.call("PEXPIRE", KEYS[1], ttl)
 return {1, remaining, refilled_at, limit}
 """
 )
+
+# -- multi-region (`multiregion.py`) ------------------------------------------------------
+# Upstream's multi-region layout: each window is a HASH `{prefix}:{id}:{w}` whose fields
+# are request ids (16 random characters) and whose values are the request's weight; the
+# count is the sum of the values. Every region gets every request; the regions that did
+# not record a request learn its id from the background synchronisation. Unlike upstream,
+# a request that does not fit is not recorded (upstream's fixed window records it).
+
+# KEYS[1] window hash `{prefix}:{id}:{w}`
+# ARGV[1] request id, ARGV[2] window_ms, ARGV[3] rate (0 reads, < 0 refunds), ARGV[4] limit
+# Returns {allowed 0|1, used after the call, {id, weight, ...} after the call}
+MULTI_FIXED_WINDOW = Script(
+    """
+local fields = redis.call("HGETALL", KEYS[1])
+local used = 0
+for i = 2, #fields, 2 do used = used + (tonumber(fields[i]) or 0) end
+local rate = tonumber(ARGV[3])
+if rate > 0 and used + rate > tonumber(ARGV[4]) then
+  return {0, used, fields}
+end
+if rate < 0 then rate = math.max(rate, -used) end
+if rate ~= 0 then
+  redis.call("HSET", KEYS[1], ARGV[1], rate)
+  if redis.call("PTTL", KEYS[1]) < 0 then
+    redis.call("PEXPIRE", KEYS[1], ARGV[2])
+  end
+  used = used + rate
+  fields[#fields + 1] = ARGV[1]
+  fields[#fields + 1] = tostring(rate)
+end
+return {1, used, fields}
+"""
+)
+
+# KEYS[1] current window hash `{prefix}:{id}:{w}`, KEYS[2] previous `{prefix}:{id}:{w-1}`
+# ARGV[1] limit, ARGV[2] now_ms, ARGV[3] window_ms, ARGV[4] request id, ARGV[5] rate
+# Admits when previous * (1 - (now % window) / window) + current + rate <= limit (upstream's
+# multi-region test, unrounded). Returns {allowed 0|1, previous sum, {id, weight, ...} of
+# the current window after the call}.
+MULTI_SLIDING_WINDOW = Script(
+    """
+local fields = redis.call("HGETALL", KEYS[1])
+local current = 0
+for i = 2, #fields, 2 do current = current + (tonumber(fields[i]) or 0) end
+local older = redis.call("HGETALL", KEYS[2])
+local previous = 0
+for i = 2, #older, 2 do previous = previous + (tonumber(older[i]) or 0) end
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local rate = tonumber(ARGV[5])
+local weight = 1 - (now % window) / window
+if rate > 0 and previous * weight + current + rate > tonumber(ARGV[1]) then
+  return {0, previous, fields}
+end
+if rate < 0 then rate = math.max(rate, -current) end
+if rate ~= 0 then
+  redis.call("HSET", KEYS[1], ARGV[4], rate)
+  if redis.call("PTTL", KEYS[1]) < 0 then
+    redis.call("PEXPIRE", KEYS[1], window * 2 + 1000)
+  end
+  fields[#fields + 1] = ARGV[4]
+  fields[#fields + 1] = tostring(rate)
+end
+return {1, previous, fields}
+"""
+)
+
+# The background synchronisation: adds the requests a region has not recorded, unless the
+# region's window is already full (upstream's rule: a request another region admitted while
+# this one was behind must not push this one past the limit forever).
+# KEYS[1] window hash; ARGV[1] TTL (ms) for a hash that has none; ARGV[2] limit;
+# ARGV[3..] id, weight pairs. Never overwrites a recorded id. Returns the number added.
+MULTI_SYNC = Script(
+    """
+local fields = redis.call("HGETALL", KEYS[1])
+local used = 0
+for i = 2, #fields, 2 do used = used + (tonumber(fields[i]) or 0) end
+if used >= tonumber(ARGV[2]) then return 0 end
+local added = 0
+for i = 3, #ARGV, 2 do
+  added = added + redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if redis.call("PTTL", KEYS[1]) < 0 then
+  redis.call("PEXPIRE", KEYS[1], ARGV[1])
+end
+return added
+"""
+)
