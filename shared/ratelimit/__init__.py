@@ -17,6 +17,7 @@ from shared.ratelimit.algorithms import (
     sliding_window,
     token_bucket,
 )
+from shared.ratelimit.concurrency import ConcurrencyLimit, Lease
 from shared.ratelimit.expiring_lru import ExpiringLRU
 from shared.ratelimit.headers import rate_limit_headers
 from shared.ratelimit.limiter import DEFAULT_PREFIX, Ratelimit
@@ -27,8 +28,10 @@ __all__ = [
     "DEFAULT_PREFIX",
     "Algorithm",
     "CachedFixedWindow",
+    "ConcurrencyLimit",
     "ExpiringLRU",
     "FixedWindow",
+    "Lease",
     "MultiRegionRatelimit",
     "OnError",
     "RateLimitResult",

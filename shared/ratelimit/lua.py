@@ -208,3 +208,49 @@ end
 return added
 """
 )
+
+# -- concurrency limiter (`concurrency.py`) -------------------------------------------------
+# KEYS[1] `{prefix}:{identifier}`: a ZSET of lease ids scored by their expiry (ms).
+# Expired leases are pruned on every call, so a holder that died frees its slot when its
+# lease ends. The key's TTL follows the latest lease.
+
+# ARGV[1] now_ms, ARGV[2] lease_ms, ARGV[3] max concurrent, ARGV[4] new lease id
+# Returns {acquired 0|1, leases held after the call, earliest expiry among them (0: none)}
+CONCURRENCY_ACQUIRE = Script(
+    """
+local now = tonumber(ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+local held = redis.call("ZCARD", KEYS[1])
+local acquired = 0
+if held < tonumber(ARGV[3]) then
+  local expiry = now + tonumber(ARGV[2])
+  redis.call("ZADD", KEYS[1], expiry, ARGV[4])
+  held = held + 1
+  acquired = 1
+end
+local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
+if last[2] then
+  redis.call("PEXPIRE", KEYS[1], math.max(1, tonumber(last[2]) - now))
+end
+return {acquired, held, tonumber(first[2] or "0")}
+"""
+)
+
+# ARGV[1] now_ms, ARGV[2] lease_ms, ARGV[3] lease id
+# Extends a live lease to now + lease_ms. Returns 1, or 0 when the lease is gone (expired,
+# released, or never held): the caller no longer holds a slot.
+CONCURRENCY_RENEW = Script(
+    """
+local now = tonumber(ARGV[1])
+local expiry = tonumber(redis.call("ZSCORE", KEYS[1], ARGV[3]) or "")
+if not expiry or expiry <= now then
+  redis.call("ZREM", KEYS[1], ARGV[3])
+  return 0
+end
+redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
+redis.call("PEXPIRE", KEYS[1], math.max(1, tonumber(last[2]) - now))
+return 1
+"""
+)
