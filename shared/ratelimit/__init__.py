@@ -22,6 +22,7 @@ from shared.ratelimit.expiring_lru import ExpiringLRU
 from shared.ratelimit.headers import rate_limit_headers
 from shared.ratelimit.limiter import DEFAULT_PREFIX, Ratelimit
 from shared.ratelimit.multiregion import MultiRegionRatelimit
+from shared.ratelimit.protection import Protection
 from shared.ratelimit.result import OnError, RateLimitResult, Reason
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Lease",
     "MultiRegionRatelimit",
     "OnError",
+    "Protection",
     "RateLimitResult",
     "Ratelimit",
     "Reason",

@@ -187,9 +187,9 @@ return {1, previous, fields}
 """
 )
 
-# The background synchronisation: adds the requests a region has not recorded, unless the
-# region's window is already full (upstream's rule: a request another region admitted while
-# this one was behind must not push this one past the limit forever).
+# The background synchronisation: adds the requests a region has not recorded, until the
+# region's window is full (upstream skips a full region; we also stop filling at the limit,
+# so requests another region admitted while this one was behind never push it past it).
 # KEYS[1] window hash; ARGV[1] TTL (ms) for a hash that has none; ARGV[2] limit;
 # ARGV[3..] id, weight pairs. Never overwrites a recorded id. Returns the number added.
 MULTI_SYNC = Script(
@@ -197,10 +197,14 @@ MULTI_SYNC = Script(
 local fields = redis.call("HGETALL", KEYS[1])
 local used = 0
 for i = 2, #fields, 2 do used = used + (tonumber(fields[i]) or 0) end
-if used >= tonumber(ARGV[2]) then return 0 end
+local limit = tonumber(ARGV[2])
 local added = 0
 for i = 3, #ARGV, 2 do
-  added = added + redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1])
+  if used >= limit then break end
+  if redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    added = added + 1
+    used = used + (tonumber(ARGV[i + 1]) or 0)
+  end
 end
 if redis.call("PTTL", KEYS[1]) < 0 then
   redis.call("PEXPIRE", KEYS[1], ARGV[1])
@@ -252,5 +256,35 @@ redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
 redis.call("PEXPIRE", KEYS[1], math.max(1, tonumber(last[2]) - now))
 return 1
+"""
+)
+
+# -- protection (`protection.py`), upstream's deny-list keys --------------------------------
+# KEYS[1] `{prefix}:denyList:all` (SET of every denied value: identifiers, IPs, user agents,
+#         countries, and the automatic IP list merged in)
+# KEYS[2] `{prefix}:denyList:ipDenyList` (SET: the automatic IP list)
+# KEYS[3] `{prefix}:ipDenyListStatus` ("valid" until the next refresh, "disabled", or
+#         "pending" for 30 s while one caller refreshes; absent: a refresh is due)
+# ARGV[1] 1 when this caller keeps the automatic list up to date, else 0
+# ARGV[2..] the request's values in a fixed order (identifier first)
+# Returns {position of the first denied value (1-based, 0: none), 1 when that value is in
+#          the automatic IP list, 1 when this caller claimed the refresh}
+PROTECTION_CHECK = Script(
+    """
+local denied = redis.call("SMISMEMBER", KEYS[1], unpack(ARGV, 2))
+local matched = 0
+for i = 1, #denied do
+  if denied[i] == 1 then matched = i; break end
+end
+local automatic = 0
+if matched > 0 then
+  automatic = redis.call("SISMEMBER", KEYS[2], ARGV[matched + 1])
+end
+local refresh = 0
+if ARGV[1] == "1" and redis.call("EXISTS", KEYS[3]) == 0 then
+  redis.call("SET", KEYS[3], "pending", "EX", 30)
+  refresh = 1
+end
+return {matched, automatic, refresh}
 """
 )

@@ -43,6 +43,7 @@ from shared.errors import RedisResponseError
 from shared.ratelimit import lua
 from shared.ratelimit.algorithms import Context, FixedWindow, SlidingWindow
 from shared.ratelimit.limiter import DEFAULT_PREFIX, Clock, Ratelimit, Sleep, system_clock_ms
+from shared.ratelimit.protection import Protection
 from shared.ratelimit.result import Decision, OnError
 from shared.ratelimit.window_math import sliding_retry_at, window_index
 from shared.redis import Redis
@@ -188,7 +189,8 @@ class MultiRegionRatelimit(Ratelimit):
         ratelimit = MultiRegionRatelimit([eu, us], fixed_window(100, "1 m"), timeout=0.5)
 
     Fixed and sliding windows only (as upstream). Analytics go to the first database
-    (as upstream). `on_error` applies when no region answers in time.
+    (as upstream), and so do the `protection` lists. `on_error` applies when no region
+    answers in time.
     """
 
     def __init__(
@@ -204,6 +206,7 @@ class MultiRegionRatelimit(Ratelimit):
         analytics: bool = False,
         analytics_retention: Duration = "90d",
         deny_list: Iterable[str] = (),
+        protection: Protection | None = None,
         clock: Clock = system_clock_ms,
         sleep: Sleep = asyncio.sleep,
         request_id: Callable[[], str] = random_request_id,
@@ -228,6 +231,7 @@ class MultiRegionRatelimit(Ratelimit):
             analytics=analytics,
             analytics_retention=analytics_retention,
             deny_list=deny_list,
+            protection=protection,
             clock=clock,
             sleep=sleep,
         )

@@ -138,7 +138,7 @@ async def test_a_stopped_region_does_not_stop_decisions(
     ident: str,
 ) -> None:
     """With one region's Redis stopped (SIGSTOP: it never answers), the other two decide,
-    the limit holds, and no region is filled past the limit once it answers again."""
+    the limit holds, and once it answers again it is filled up to the limit, not past it."""
     pid = int(regions_stack.raw["regions"][2]["redis_pid"])
     ours = MultiRegionRatelimit(
         region_clients, fixed_window(5, "1 d"), prefix, timeout=1.5, ephemeral_cache=False
@@ -153,16 +153,17 @@ async def test_a_stopped_region_does_not_stop_decisions(
     finally:
         os.kill(pid, signal.SIGCONT)
     await asyncio.gather(*(r.pending for r in results if r.pending is not None))
-    # The region that was stopped gets what it missed with the next request's sync.
-    after = await ours.limit(ident)
-    assert not after.success
-    if after.pending is not None:
-        await after.pending
-    # Region 2 ran the queued calls when it resumed, in its own order: it may hold other
-    # ids than regions 0 and 1, but no region's window is filled past the limit.
+    # Region 2 ran the queued calls when it resumed, in its own order, or dropped some:
+    # the next request's synchronisation fills it up to the limit and never past it.
+    # (That request itself may be admitted by region 2: the documented bound.)
+    catch_up = await ours.limit(ident)
+    assert catch_up.pending is not None
+    await catch_up.pending
     hashes = await window_hashes(region_direct, prefix, ident)
     assert hashes[0] == hashes[1], hashes
     assert [sum(len(h) for h in region.values()) for region in hashes] == [5, 5, 5], hashes
+    final = await ours.limit(ident)
+    assert (final.success, final.reason) == (False, None)
 
 
 async def test_every_region_stopped_follows_on_error(
