@@ -11,6 +11,7 @@ server (and upstream's keys use the caller's clock): keep the hosts NTP-synced.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -219,15 +220,16 @@ class Ratelimit:
         decision = await self._ask_redis(identifier, rate, now)
         try:
             async with asyncio.timeout(self.timeout):
-                denial = await check
+                denial, refresh = await check
         except Exception as exc:  # the lists are unreadable: the limit alone decides
             log.warning("rate limiter: deny-list check failed (%s)", type(exc).__name__)
             return decision
+        pending = decision.pending
+        if refresh is not None:
+            pending = refresh if pending is None else asyncio.gather(pending, refresh)
         if denial is None:
-            return decision
-        return Decision(
-            False, decision.limit, 0, 0, None, denial.reason, decision.pending, denial.value
-        )
+            return dataclasses.replace(decision, pending=pending)
+        return Decision(False, decision.limit, 0, 0, None, denial.reason, pending, denial.value)
 
     async def _ask_redis(self, identifier: str, rate: int, now: int) -> Decision:
         reason: Reason

@@ -31,6 +31,7 @@ Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -163,9 +164,9 @@ class Protection:
         ip: str | None,
         user_agent: str | None,
         country: str | None,
-    ) -> Denial | None:
-        """The Redis lists (one script on `redis`, the limiter's view of the client);
-        starts the automatic list's refresh in the background when it is due."""
+    ) -> tuple[Denial | None, asyncio.Future[Any] | None]:
+        """The Redis lists (one script on `redis`, the limiter's view of the client), and
+        the automatic list's refresh when this call started it (background work)."""
         members: list[tuple[Kind, str]] = [("identifier", identifier)]
         for kind, value in (("ip", ip), ("user_agent", user_agent), ("country", country)):
             if value:
@@ -174,22 +175,21 @@ class Protection:
         args = ["1" if self.ip_list_url else "0", *(value for _, value in members)]
         reply = await lua.PROTECTION_CHECK.run(redis, keys, args)
         matched, automatic, refresh = (int(item) for item in reply)
-        if refresh:
-            self.start_refresh()
+        pending = self.start_refresh() if refresh else None
         if not 1 <= matched <= len(members):
-            return None
+            return None, pending
         kind, value = members[matched - 1]
         reason: Reason = "deny_ip_list" if kind == "ip" and automatic else _REASONS[kind]
-        return Denial(reason, value)
+        return Denial(reason, value), pending
 
     # -- the automatic IP list -----------------------------------------------------------
 
-    def start_refresh(self) -> None:
+    def start_refresh(self) -> asyncio.Future[Any] | None:
         """Refreshes the automatic list in the background, unless one is running here."""
         if self._refreshing or self.ip_list_url is None:
-            return
+            return None
         self._refreshing = True
-        defer(self._refresh_in_background())
+        return defer(self._refresh_in_background())
 
     async def _refresh_in_background(self) -> None:
         try:
