@@ -66,6 +66,15 @@ def client_ip_from(headers: Headers, scope: Scope, trusted_header: str | None = 
     return str(client[0]) if client else None
 
 
+def country_from(headers: Headers, trusted_header: str | None) -> str | None:
+    """The platform's country code (`x-vercel-ip-country` on Vercel), only from a header
+    the platform sets: without one, a client could claim any country."""
+    if trusted_header is None:
+        return None
+    value = (headers.get(trusted_header) or "").strip().upper()
+    return value if len(value) == 2 and value.isalnum() and value.isascii() else None
+
+
 async def send_response(send: Send, response: Response) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     headers.append((b"content-length", str(len(response.body)).encode()))
@@ -118,6 +127,7 @@ class AsgiAdapter:
                 headers=headers,
                 body=body,
                 client_ip=client_ip_from(headers, scope, bundle.settings.client_ip_header),
+                country=country_from(headers, bundle.settings.country_header),
             )
             response = await bundle.app.handle(request)
             await send_response(send, response)
