@@ -13,7 +13,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from shared.jobs.email_address import EMAIL_PATTERN, MAX_EMAIL_LENGTH, check_email
+from shared.jobs.email_address import (
+    EMAIL_PATTERN,
+    LOCAL_LENGTH_PATTERN,
+    MAX_EMAIL_LENGTH,
+    check_email,
+)
 
 
 def _customer_email(value: str) -> str:
@@ -29,6 +34,7 @@ Email = Annotated[
             "type": "string",
             "maxLength": MAX_EMAIL_LENGTH,
             "pattern": EMAIL_PATTERN,
+            "allOf": [{"pattern": LOCAL_LENGTH_PATTERN}],
             "description": (
                 "An ASCII address: a dot-atom local part of at most 64 characters, a domain "
                 "of letters, digits and inner hyphens (internationalized domains in xn-- "
@@ -38,6 +44,8 @@ Email = Annotated[
     ),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+"""What `POST /api/orders` accepts as `Idempotency-Key`: 1-255 visible ASCII characters."""
 STRICT = ConfigDict(extra="forbid", strict=True)
 
 
@@ -84,90 +92,7 @@ class ErrorOut(BaseModel):
 
 
 def openapi_document(app_url: str) -> dict[str, Any]:
-    """OpenAPI 3.1 for the public routes, from the models above."""
-    defs: dict[str, Any] = {}
-    for model in (OrderIn, OrderOut, OrderCreated, ErrorOut):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        defs.update(schema.pop("$defs", {}))
-        defs[model.__name__] = schema
+    """OpenAPI 3.1 for every public route (built in `shared.orders.openapi`)."""
+    from shared.orders.openapi import build_document
 
-    def ref(name: str) -> dict[str, Any]:
-        return {
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-        }
-
-    error = {"description": "error", **ref("ErrorOut")}
-    token = [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}]
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Orders API (Upstash edge template)", "version": "1.0.0"},
-        "servers": [{"url": app_url}],
-        "components": {
-            "schemas": defs,
-            "securitySchemes": {"orderToken": {"type": "http", "scheme": "bearer"}},
-        },
-        "paths": {
-            "/api/orders": {
-                "post": {
-                    "summary": "Create an order (optional Idempotency-Key header)",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                        }
-                    ],
-                    "requestBody": {"required": True, **ref("OrderIn")},
-                    "responses": {
-                        "201": {"description": "created", **ref("OrderCreated")},
-                        "400": error,
-                        "409": error,
-                        "413": error,
-                        "422": error,
-                        "429": error,
-                    },
-                }
-            },
-            "/api/orders/{id}": {
-                "get": {
-                    "summary": "Read an order with its access token",
-                    "security": [{"orderToken": []}],
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        *token,
-                    ],
-                    "responses": {
-                        "200": {"description": "the order", **ref("OrderOut")},
-                        "404": error,
-                        "429": error,
-                    },
-                },
-                "delete": {
-                    "summary": "Erase an order and its cache entry",
-                    "security": [{"orderToken": []}],
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        *token,
-                    ],
-                    "responses": {"204": {"description": "erased"}, "404": error},
-                },
-            },
-            "/api/health": {
-                "get": {
-                    "summary": "Redis reachability and latency",
-                    "responses": {"200": {"description": "ok"}, "503": error},
-                }
-            },
-        },
-    }
+    return build_document(app_url)
