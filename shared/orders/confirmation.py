@@ -209,6 +209,10 @@ def confirmation_routes(
             raise HttpError(
                 489, "Email provider refused the message", headers=NON_RETRYABLE
             ) from None
+        except ValueError as exc:  # the send request could not be built: never will be
+            await give_back(rate_taken, recipient, lease_key, token)
+            log.warning("order %s: send request refused: %s", order.id, exc)
+            raise HttpError(489, "Order cannot be emailed", headers=NON_RETRYABLE) from None
         except BaseException:
             await give_back(rate_taken, recipient, lease_key, token)
             raise
