@@ -219,13 +219,13 @@ def confirmation_routes(
         try:
             marked = await mark_sent(redis, sent_key, lease_key, email_id)
         except BaseException:
-            await give_back(True, recipient, lease_key, token)
+            await give_back(rate_taken, recipient, lease_key, token)
             raise
         if not marked:
             # No marker: answering 200 would let a later duplicate delivery send again
             # unguarded. A 503 makes QStash retry; the provider's idempotency key makes
             # that retry return this same email instead of sending a second one.
-            await give_back(True, recipient, lease_key, token)
+            await give_back(rate_taken, recipient, lease_key, token)
             raise HttpError(503, "Could not record the sent email; QStash will retry")
         return Response.json({"status": "sent", "email_id": email_id})
 
