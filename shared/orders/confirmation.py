@@ -39,7 +39,7 @@ from shared.orders.records import ORDER_ID, OrderRecord
 from shared.orders.repository import OrderRepository
 from shared.qstash import Receiver
 from shared.ratelimit import Ratelimit
-from shared.redis import Redis, Script
+from shared.redis import Redis, delete_if_equals
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,6 @@ JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
 NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
-
-# KEYS: lease key. ARGV: the holder's token. Deletes the lease only if we still hold it.
-RELEASE = Script(
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +142,7 @@ def confirmation_routes(
         with contextlib.suppress(UpstashError):
             if rate_taken:
                 await recipient_limiter.limit(recipient, rate=-1)
-            await RELEASE.run(redis, [lease_key], [token])
+            await delete_if_equals(redis, lease_key, token)
 
     @router.route("POST", JOB_PATH)
     async def send_confirmation(request: Request) -> Response:
@@ -185,7 +180,7 @@ def confirmation_routes(
                 409, "Another delivery is sending this email", headers={"retry-after": "5"}
             )
         if sent:
-            await RELEASE.run(redis, [lease_key], [token])
+            await delete_if_equals(redis, lease_key, token)
             return Response.json({"status": "already_sent"})
         # The budget counts emails sent, not attempts: a token is taken before the send (so
         # concurrent orders to one address cannot overshoot) and refunded when the attempt

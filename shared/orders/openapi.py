@@ -84,6 +84,7 @@ _ERRORS = {
     401: "missing or invalid credentials (API key, signature, cron secret)",
     404: "no such order, or a wrong access token (indistinguishable on purpose)",
     409: "a duplicate is still in flight; retry after Retry-After",
+    410: "the order this Idempotency-Key created was deleted",
     413: "request body larger than MAX_BODY_BYTES",
     415: "request body is not application/json",
     422: "validation failed; detail lists each field with its message",
@@ -202,7 +203,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "requestBody": _body("OrderIn"),
                     "responses": _responses(
                         {"201": {"description": "created", **_json(_ref("OrderCreated"))}},
-                        *(400, 401, 409, 413, 415, 422, 429, 503),
+                        *(400, 401, 409, 410, 413, 415, 422, 429, 503),
                     ),
                 }
             },

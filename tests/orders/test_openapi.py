@@ -151,7 +151,7 @@ def test_constraints_are_the_servers() -> None:
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/orders", "post", {"201", "400", "401", "409", "413", "415", "422", "429", "503"}),
+        ("/api/orders", "post", {"201", "400", "401", "409", "410", "413", "415", "422", "429", "503"}),
         ("/api/orders/{id}", "get", {"200", "404", "429", "503"}),
         ("/api/orders/{id}", "delete", {"204", "404", "429", "503"}),
         ("/api/health", "get", {"200", "429", "503"}),
