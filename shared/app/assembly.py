@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.app.app import App, Middleware
+from shared.app.content_type import json_body_middleware
 from shared.app.cors import cors_middleware
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
@@ -163,6 +164,7 @@ def build_app(
             allowed_methods=router.allowed_methods,
             allow_credentials=settings.cors_allow_credentials,
         ),
+        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         outbox_middleware(services.outbox),
         rate_limit_middleware(
             services.limiter,
