@@ -11,6 +11,7 @@ document grows.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -21,10 +22,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
@@ -255,3 +258,62 @@ def test_fuzz_job_deliveries_log_no_traceback(fuzz_run: FuzzRun) -> None:
     """The confirmation jobs of the orders the fuzz run created log no traceback either."""
     jobs = [m for p, m in fuzz_run.traceback_paths() if p == JOB_PATH]
     assert not jobs, jobs[:5]
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=30,
+)
+_raw_bodies = st.one_of(
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=2000),
+    st.integers(1, 20_000).map(lambda n: b"[" * n),
+    st.integers(1, 5_000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 3_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.integers(1, 3_000).map(
+        lambda n: b'{"customer_email":"a@example.com","items":' + b"[" * n + b"]" * n + b"}"
+    ),
+)
+_content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "text/xml",
+        "",
+    ]
+)
+_tokens = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=300),
+    st.tuples(_raw_bodies, _raw_bodies).map(
+        lambda hp: ".".join(base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in hp) + ".AAAA"
+    ),
+)
+
+
+@seed(SEED)
+@settings(
+    max_examples=150,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(body=_raw_bodies, content_type=_content_types, token=_tokens)
+def test_fuzz_raw_bodies_and_signatures(
+    served: str, body: bytes, content_type: str, token: str
+) -> None:
+    """Raw bodies (deeply nested, binary, any JSON) under any content type, to the order API
+    and, with a forged Upstash-Signature, to the job path: never a 5xx, always a JSON error."""
+    headers = {"content-type": content_type} if content_type else {}
+    with httpx.Client(base_url=served, timeout=30) as client:
+        answers = [
+            client.post("/api/orders", content=body, headers=headers),
+            client.post(JOB_PATH, content=body, headers={**headers, "upstash-signature": token}),
+        ]
+    for answer in answers:
+        assert answer.status_code < 500, (answer.status_code, answer.text[:300])
+        if answer.status_code >= 400:
+            assert answer.headers["content-type"].startswith("application/json")
+            assert isinstance(answer.json().get("error"), str)
