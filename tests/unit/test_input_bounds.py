@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from shared.app.app import MAX_HEADER_BYTES, MAX_HEADER_FIELDS, App
+from shared.app.assembly import build_app
 from shared.app.content_type import is_json_media_type, json_body_middleware
 from shared.app.errors import HttpError
 from shared.app.http import (
@@ -219,3 +220,33 @@ def test_clients_holding_secrets_hide_them_in_repr(caplog: pytest.LogCaptureFixt
         assert SECRET not in repr(obj), type(obj).__name__
     logging.getLogger("test").warning("%r", objects)
     assert SECRET not in caplog.text
+
+
+class _NoTransport:
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        raise AssertionError("no I/O expected")
+
+
+def test_assembled_app_repr_hides_every_secret() -> None:
+    """The whole bundle (settings, clients, services) prints none of the configured secrets."""
+    secrets = {
+        "UPSTASH_REDIS_REST_TOKEN": "redis-token-" + SECRET,
+        "QSTASH_TOKEN": "qstash-token-" + SECRET,
+        "QSTASH_CURRENT_SIGNING_KEY": "sig_current" + SECRET,
+        "QSTASH_NEXT_SIGNING_KEY": "sig_next" + SECRET,
+        "RESEND_API_KEY": "re_" + SECRET,
+        "CRON_SECRET": "cron-" + SECRET,
+        "API_KEYS": "api-key-" + SECRET,
+        "VERCEL_AUTOMATION_BYPASS_SECRET": "bypass-" + SECRET,
+    }
+    env = {
+        "UPSTASH_REDIS_REST_URL": "http://127.0.0.1:9",
+        "EMAIL_API_URL": "http://127.0.0.1:9/emails",
+        "EMAIL_FROM": "Orders <orders@example.com>",
+        "APP_URL": "https://app.example.com",
+        **secrets,
+    }
+    bundle = build_app(env, transport=_NoTransport())
+    text = repr(bundle) + repr(bundle.settings) + repr(bundle.services)
+    assert "redis=" in text and "qstash=" in text
+    assert SECRET not in text
