@@ -164,13 +164,13 @@ def build_app(
             allowed_methods=router.allowed_methods,
             allow_credentials=settings.cors_allow_credentials,
         ),
-        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         outbox_middleware(services.outbox),
         rate_limit_middleware(
             services.limiter,
             exempt={JOB_PATH, CRON_PATH, SMOKE_PATH},
             identify=keyed_identifier(keys),
         ),
+        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
     app = App(

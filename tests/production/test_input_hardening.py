@@ -132,8 +132,8 @@ async def test_forged_nested_signature_is_a_401_without_traceback(
 async def test_non_json_bodies_are_415_and_store_nothing(
     env: dict[str, str], kind: str, headers: dict[str, str], extra: dict[str, Any]
 ) -> None:
-    """Cross-site "simple request" bodies (text/plain, form, multipart, XML) answer 415 and
-    store no order, even when the body itself is a valid order."""
+    """Cross-site "simple request" bodies (text/plain, form, multipart, XML) answer 415 (with
+    the rate-limit headers) and store no order, even when the body itself is a valid order."""
     email = f"xsite-{uuid.uuid4().hex[:12]}@example.com"
     payload = httpx.Request("POST", "/", json=order(email)).content
     async with client_for(env, []) as client:
@@ -143,6 +143,7 @@ async def test_non_json_bodies_are_415_and_store_nothing(
             response = await client.post("/api/orders", content=payload, headers=headers)
     assert response.status_code == 415, response.text
     assert response.json() == {"error": "Content-Type must be application/json"}
+    assert "x-ratelimit-limit" in response.headers  # like every other /api/* answer
     assert await stored_orders(env, email) == 0
 
 
