@@ -20,6 +20,7 @@ from workers import Response as WorkerResponse
 
 from shared.app.assembly import AppBundle, build_app
 from shared.app.errors import error_response, response_for
+from shared.app.geo import cf_country
 from shared.app.http import Headers, Request, Response
 from shared.background import background
 from shared.http import FetchTransport
@@ -109,18 +110,6 @@ async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
         client_ip=headers.get("cf-connecting-ip"),
         country=cf_country(request),
     )
-
-
-def cf_country(request: Any) -> str | None:
-    """`request.cf.country`, the ISO code Cloudflare's edge resolved (absent in local dev)."""
-    cf = getattr(request, "cf", None)
-    if cf is None:
-        cf = getattr(getattr(request, "js_object", None), "cf", None)
-    country = getattr(cf, "country", None) if cf is not None else None
-    if not isinstance(country, str):
-        return None
-    code = country.strip().upper()
-    return code if len(code) == 2 and code.isalnum() and code.isascii() else None
 
 
 def to_worker_response(response: Response) -> WorkerResponse:

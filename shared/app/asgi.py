@@ -15,6 +15,7 @@ from typing import Any
 from shared.app.app import new_request_id
 from shared.app.assembly import AppBundle
 from shared.app.errors import error_response, response_for
+from shared.app.geo import country_code
 from shared.app.http import Headers, Request, Response
 from shared.background import background
 from shared.scope import request_scope
@@ -69,10 +70,7 @@ def client_ip_from(headers: Headers, scope: Scope, trusted_header: str | None = 
 def country_from(headers: Headers, trusted_header: str | None) -> str | None:
     """The platform's country code (`x-vercel-ip-country` on Vercel), only from a header
     the platform sets: without one, a client could claim any country."""
-    if trusted_header is None:
-        return None
-    value = (headers.get(trusted_header) or "").strip().upper()
-    return value if len(value) == 2 and value.isalnum() and value.isascii() else None
+    return country_code(headers.get(trusted_header)) if trusted_header else None
 
 
 async def send_response(send: Send, response: Response) -> None:
