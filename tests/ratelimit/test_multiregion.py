@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from shared.ratelimit import MultiRegionRatelimit, fixed_window, sliding_window
+from shared.ratelimit import MultiRegionRatelimit, fixed_window, sliding_window, token_bucket
 from shared.redis import Redis, RetryPolicy
 from tests.conftest import Devstack, start_devstack, stop_devstack
 
@@ -201,3 +201,30 @@ async def test_concurrent_burst_stays_within_the_documented_bound(
     await asyncio.gather(*(r.pending for r in results if r.pending is not None))
     hashes = await window_hashes(region_direct, prefix, ident)
     assert hashes[0] == hashes[1] == hashes[2]
+
+
+async def test_get_remaining_and_reset_cover_every_region(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """get_remaining reads without recording; reset_used_tokens empties every region."""
+    ours = MultiRegionRatelimit(region_clients, fixed_window(5, "1 d"), prefix, timeout=10)
+    for _ in range(3):
+        result = await ours.limit(ident)
+        assert result.pending is not None
+        await result.pending
+    assert (await ours.get_remaining(ident)).remaining == 2
+    assert (await ours.get_remaining(ident)).remaining == 2
+    await ours.reset_used_tokens(ident)
+    assert await window_hashes(region_direct, prefix, ident) == [{}, {}, {}]
+    assert (await ours.limit(ident)).remaining == 4
+
+
+def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) -> None:
+    """No Redis, or an algorithm upstream has no multi-region form of, is a ValueError."""
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit([], fixed_window(5, "1 d"))
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
