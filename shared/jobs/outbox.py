@@ -170,6 +170,9 @@ class Outbox:
         budget = self._publish_budget_s if budget_s is None else budget_s
         if budget <= MIN_STEP_S:
             raise ValueError(f"budget_s must be > {MIN_STEP_S} seconds")
+        return await self._publish_now(job, budget) == "published"
+
+    async def _publish_now(self, job: Job, budget: float) -> Replay:
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
         outcomes = await self._publish_one(job, budget - MIN_STEP_S)
@@ -180,7 +183,9 @@ class Outbox:
             # with the same deduplication id, which QStash answers as a duplicate.
             self._expect(self._clock())
             log.warning("outbox bookkeeping for job %s failed (%s)", job.id, type(exc).__name__)
-        return bool(outcomes.published)
+        if outcomes.published:
+            return "published"
+        return "dead" if outcomes.dead else "queued"
 
     async def _publish_one(self, job: Job, deadline: float) -> _Outcomes:
         outcomes = _Outcomes(calls=1)
@@ -362,9 +367,7 @@ class Outbox:
             return None
         if not await REPLAY.run(self._redis, [DEAD_KEY, OUTBOX_KEY], [job_id, raw, job.to_json()]):
             return None  # replayed or discarded meanwhile
-        if await self.publish(job):
-            return "published"
-        return "dead" if await self._redis.hexists(DEAD_KEY, job_id) else "queued"
+        return await self._publish_now(job, self._publish_budget_s)
 
     async def discard(self, job_id: str) -> bool:
         """Deletes a dead letter for good; False when there was none."""

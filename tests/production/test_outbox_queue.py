@@ -249,15 +249,15 @@ async def test_order_with_a_hanging_qstash_answers_201_from_the_outbox(
 async def test_request_publish_budget_is_a_total(
     stack: Devstack, stub: QStashStandIn, redis: Redis[str]
 ) -> None:
-    """Outbox.publish(job) with a hanging QStash returns False within its 2 s budget (plus
-    scheduling slack), the job kept with one attempt counted."""
+    """Outbox.publish(job) with a hanging QStash returns False within its 2 s budget (a 5 s
+    bound: slack for a busy machine), the job kept with one attempt counted."""
     stub.mode = "hang"
     job = Job.from_json(legacy_job(f"{stub.url}/api/jobs/send-confirmation"))
     await redis.hset(OUTBOX_KEY, {job.id: job.to_json()})
     outbox = Outbox(redis, QStash(str(stack.raw["qstash_token"]), url=stub.url))
     started = time.monotonic()
     assert await outbox.publish(job) is False
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 5.0
     kept = await stored_job(redis, job.id)
     assert kept is not None and kept.attempts == 1
 
@@ -372,8 +372,8 @@ async def test_cron_flush_with_a_hanging_qstash_is_bounded(
         response = await client.get("/api/cron/flush-outbox", headers=ADMIN)
         cron_s = time.monotonic() - started
         assert response.status_code == 200, response.text
-        assert response.json() == {"published": 0, "failed": 3, "dead": 0, "remaining": 3}
         assert cron_s < BOUND_S, f"cron flush took {cron_s:.1f}s"
+        assert response.json() == {"published": 0, "failed": 3, "dead": 0, "remaining": 3}
         assert stub.publishes == [3]
         await redis.delete(OUTBOX_KEY)
         await redis.hset(OUTBOX_KEY, {"ord_x": legacy_job(job_url, "ord_x")})
