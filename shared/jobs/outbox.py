@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from shared.errors import QStashError, UpstashError
@@ -307,13 +307,16 @@ class Outbox:
         jobs: list[Job] = []
         broken = 0
         for raw_field, raw in entries.items():
+            name = _text(raw_field)
             try:
                 job = Job.from_json(_text(raw))
             except (ValueError, KeyError, TypeError):
-                log.error("outbox entry %s is not a job; left in place", _text(raw_field))
+                log.error("outbox entry %s is not a job; left in place", name)
                 broken += 1
                 continue
-            stored[job.id] = _text(raw)
+            if job.id != name:  # the hash field is what the settle step updates
+                job = replace(job, id=name)
+            stored[name] = _text(raw)
             jobs.append(job)
         now = self._clock()
         due = sorted((j for j in jobs if j.due(now)), key=lambda j: (j.next_at_ms, j.id))
