@@ -15,11 +15,13 @@ round trip. `result.reason` names what matched (`deny_identifier`, `deny_ip`,
 `result.denied_value` the value. As upstream, a denied request still spends a token
 of the identifier's budget (both scripts run in the same round trip).
 
-The automatic list is fetched from `ip_list_url` (one IP per line; `#` comments and
-blank lines skipped) through the injected transport, in the background
-(`shared.background`) of the one request whose check found the status key absent and
-set it to `"pending"` (atomically, in the check script: one caller per 30 s across all
-instances), and at most one fetch at a time per process. It is stored as upstream
+The automatic list is fetched from `ip_list_url` (one IP per line; `#` comments,
+blank lines and a tab-separated score are dropped, where upstream keeps each non-empty
+line verbatim: the same for upstream's source, whose level files hold bare IPs) through
+the injected transport, in the background (`shared.background`) of the one request
+whose check found the status key absent and set it to `"pending"` (atomically, in the
+check script: one caller per 30 s across all instances), and at most one fetch at a
+time per process. It is stored as upstream
 stores it (one MULTI/EXEC: previous automatic entries leave the union, the new list
 minus the manual entries is stored and merged in, the status becomes `"valid"` until the
 next 02:00 UTC). A failed fetch leaves the 30 s `"pending"` marker: the next attempt

@@ -184,6 +184,59 @@ async def test_lists_written_by_either_side_block_on_the_other(
     assert list_server.fetches == 1  # upstream saw the "valid" status and fetched nothing
 
 
+async def test_upstreams_ip_list_refresh_is_read_by_ours(
+    devstack: Any,
+    rest: Redis[str],
+    list_server: ListServer,
+    transport: HttpxTransport,
+    prefix: str,
+    ident: str,
+) -> None:
+    """The automatic list as @upstash/ratelimit stores it (its own refresh, served from the
+    local file server) blocks our requests, and we see it is valid: no fetch of ours."""
+    node = await start_upstream(
+        {
+            "urls": [devstack.redis_rest_url],
+            "token": devstack.redis_rest_token,
+            "prefix": prefix,
+            "algorithm": "fixed",
+            "limit": 100,
+            "window": "1 d",
+            "multi": False,
+            "protection": True,
+            "ipListUrl": list_server.url,
+        }
+    )
+    try:
+        first = await node.limit(ident, ip="10.1.1.1")
+    finally:
+        await node.close()
+    assert (first["success"], first["pendingError"]) == (True, None)
+    assert list_server.fetches == 1
+    protection = Protection(rest, prefix, ip_list_url=list_server.url, transport=transport)
+    ours = Ratelimit(rest, fixed_window(100, "1 d"), prefix, protection=protection)
+    # (upstream keeps each line verbatim; the clean lines of a list are the same either way)
+    listed = await ours.limit(ident, ip="203.0.113.7")
+    assert (listed.reason, listed.denied_value) == ("deny_ip_list", "203.0.113.7")
+    assert listed.pending is None
+    assert (await ours.limit(ident, ip="10.1.1.1")).success
+    assert list_server.fetches == 1 and protection.fetches == 0
+
+
+async def test_unreadable_lists_leave_the_decision_to_the_limit(
+    rest: Redis[str], direct: aioredis.Redis, prefix: str, ident: str, clock: FakeClock
+) -> None:
+    """A deny-list key of the wrong type (an error from the check) never fails the request:
+    the limit alone decides."""
+    await direct.set(f"{prefix}:denyList:all", "not a set")
+    protection = Protection(rest, prefix)
+    rl = Ratelimit(rest, fixed_window(1, "10 s"), prefix, protection=protection, clock=clock)
+    first = await rl.limit(ident, ip="10.0.0.1")
+    second = await rl.limit(ident, ip="10.0.0.1")
+    assert (first.success, first.reason) == (True, None)
+    assert (second.success, second.reason) == (False, None)
+
+
 async def test_ip_list_refresh_runs_once_per_period_under_concurrent_requests(
     rest: Redis[str],
     direct: aioredis.Redis,

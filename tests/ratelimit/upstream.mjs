@@ -2,7 +2,7 @@
 //
 //   node tests/ratelimit/upstream.mjs '{"urls": [...], "token": ..., "prefix": ...,
 //       "algorithm": "fixed"|"sliding", "limit": 10, "window": "1 d", "multi": true,
-//       "protection": false, "analytics": false}'
+//       "protection": false, "analytics": false, "ipListUrl"?: "http://127.0.0.1:PORT/..."}'
 //
 // Each stdin line is one JSON command, answered by one JSON line; "ready" is printed first.
 //   {"op": "limit", "id": ..., "ip"?, "userAgent"?, "country"?}
@@ -15,6 +15,13 @@ import { MultiRegionRatelimit, Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis";
 
 const config = JSON.parse(process.argv[2]);
+// Upstream fetches its automatic IP list from GitHub; tests serve it locally instead
+// ("ipListUrl"), so nothing here ever leaves the machine.
+if (config.ipListUrl) {
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (url, init) =>
+    realFetch(String(url).startsWith("https://raw.githubusercontent.com/") ? config.ipListUrl : url, init);
+}
 const clients = config.urls.map(
   (url) => new Redis({ url, token: config.token, enableTelemetry: false }),
 );
