@@ -97,6 +97,11 @@ async def _first_success(tasks: Sequence[asyncio.Future[_Answer]]) -> _Answer:
     raise error
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class _MultiRegion:
     """The multi-region form of a fixed or sliding window (an `Algorithm` for `Ratelimit`)."""
@@ -162,6 +167,8 @@ class _MultiRegion:
             asyncio.ensure_future(self._ask(redis, key, request_id, rate, now_ms))
             for redis in self.regions
         ]
+        for task in tasks:  # a slow region's failure after the answer is expected, not news
+            task.add_done_callback(_retrieve)
         ttl = window * 2 + 1000 if self._sliding else window
         # Deferred before the first answer: a timeout of the decision must not skip it.
         pending = ctx.defer(self._sync(f"{key}:{w}", tasks, ttl)) if rate != 0 else None
