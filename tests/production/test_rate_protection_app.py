@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
@@ -18,6 +17,7 @@ from shared.ratelimit import ConcurrencyLimit, Protection
 from shared.ratelimit.concurrency import DEFAULT_CONCURRENCY_PREFIX
 from shared.redis import Redis
 from shared.settings import Settings
+from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.app.asgi import country_from
-from shared.app.geo import cf_country, country_code
-from shared.app.http import Headers
+from shared.web.asgi import country_from
+from shared.web.geo import cf_country, country_code
+from shared.web.http import Headers
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from shared.app.app import Middleware
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import Identify
-from shared.app.router import Handler
 from shared.errors import UpstashError
 from shared.ratelimit import ConcurrencyLimit
+from shared.web.app import Middleware
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import Identify
+from shared.web.router import Handler
 
 log = logging.getLogger(__name__)
 
