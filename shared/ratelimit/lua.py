@@ -136,6 +136,9 @@ MULTI_FIXED_WINDOW = Script(
 local fields = redis.call("HGETALL", KEYS[1])
 local used = 0
 for i = 2, #fields, 2 do used = used + (tonumber(fields[i]) or 0) end
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 1 then
+  return {1, used, fields}  -- this request is already recorded here (a retried call)
+end
 local rate = tonumber(ARGV[3])
 if rate > 0 and used + rate > tonumber(ARGV[4]) then
   return {0, used, fields}
@@ -170,6 +173,9 @@ for i = 2, #older, 2 do previous = previous + (tonumber(older[i]) or 0) end
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local rate = tonumber(ARGV[5])
+if redis.call("HEXISTS", KEYS[1], ARGV[4]) == 1 then
+  return {1, previous, fields}  -- this request is already recorded here (a retried call)
+end
 local weight = 1 - (now % window) / window
 if rate > 0 and previous * weight + current + rate > tonumber(ARGV[1]) then
   return {0, previous, fields}
