@@ -20,6 +20,8 @@ either forwarded or failed, according to the mode at that moment:
 - `http500`: `HTTP/1.1 500` with a small JSON body, nothing forwarded;
 - `reset`: the request is read, then the connection is closed with `SO_LINGER 0` (RST);
 - `slow`: forwarded, the answer held `delay` seconds before it is relayed;
+- `drip`: forwarded, the answer relayed one byte every `delay` seconds: no single read
+  waits long, so only a total deadline (not per-phase timeouts) cuts it short;
 - `fail_next(n, fault)`: the next `n` requests get `fault` (`http500`, `reset`, `hang`),
   then the base mode applies again.
 
@@ -38,9 +40,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-Mode = Literal["pass", "refuse", "hang", "http500", "reset", "slow"]
+Mode = Literal["pass", "refuse", "hang", "http500", "reset", "slow", "drip"]
 Fault = Literal["http500", "reset", "hang"]
-MODES: tuple[str, ...] = ("pass", "refuse", "hang", "http500", "reset", "slow")
+MODES: tuple[str, ...] = ("pass", "refuse", "hang", "http500", "reset", "slow", "drip")
 FAULTS: tuple[str, ...] = ("http500", "reset", "hang")
 
 MAX_HEAD = 64 * 1024
@@ -161,7 +163,7 @@ class FaultProxy:
         return self
 
     def set_mode(self, mode: Mode, *, delay: float = 0.0) -> None:
-        """Switches the fault for every later request; `delay` (seconds) is for `slow`."""
+        """Switches the fault for every later request; `delay` (seconds): `slow`, `drip`."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self._call(self._switch(mode, delay))
@@ -286,8 +288,14 @@ class FaultProxy:
             answer = await self._forward(request_line, headers, body)
             if fault == "slow" and delay > 0:
                 await asyncio.sleep(delay)  # the fault itself: an upstream this slow
-            writer.write(answer)
-            await writer.drain()
+            if fault == "drip":
+                for i in range(len(answer)):
+                    writer.write(answer[i : i + 1])
+                    await writer.drain()
+                    await asyncio.sleep(delay)
+            else:
+                writer.write(answer)
+                await writer.drain()
             writer.close()
 
     async def _forward(self, request_line: bytes, headers: bytes, body: bytes) -> bytes:

@@ -194,6 +194,30 @@ def test_slow_delays_each_answer(proxy: FaultProxy, echo: Echo, http: httpx.Clie
     assert proxy.seen == {"slow": 1}
 
 
+def test_drip_relays_one_byte_at_a_time(proxy: FaultProxy, echo: Echo) -> None:
+    """In drip mode the answer arrives intact, byte by byte, each read waiting ~delay."""
+    proxy.set_mode("drip", delay=0.005)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+        reads = []
+        while chunk := sock.recv(65536):
+            reads.append(chunk)
+    answer = b"".join(reads)
+    assert answer.startswith(b"HTTP/1.") and answer.endswith(b"GET /d ")
+    assert len(reads) > len(answer) // 2  # not one burst: (nearly) one byte per read
+    assert proxy.seen == {"drip": 1}
+
+
+def test_drip_defeats_a_per_read_timeout(proxy: FaultProxy, echo: Echo) -> None:
+    """A client with a 0.5 s read timeout still waits far longer than 0.5 s in total."""
+    proxy.set_mode("drip", delay=0.015)  # ~170 bytes: ~2.5 s, each gap far below 0.5 s
+    started = time.monotonic()
+    with httpx.Client(timeout=0.5) as client:
+        response = client.get(proxy.url + "/long-enough")
+    assert response.status_code == 200
+    assert time.monotonic() - started > 1.0
+
+
 def test_fail_next_fails_n_requests_then_passes(
     proxy: FaultProxy, echo: Echo, http: httpx.Client
 ) -> None:
