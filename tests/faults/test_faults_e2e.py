@@ -172,6 +172,23 @@ def test_email_provider_resetting_twice_loses_no_email(app: FaultyApp) -> None:
     watch.check(job_retries=True)
 
 
+def test_email_provider_refusing_connections_briefly_loses_no_email(app: FaultyApp) -> None:
+    """A provider refusing connections for a few attempts, then back: one email per order."""
+    watch = Watch.start(app)
+    email = unique_email("refuse")
+    app.email.set_mode("refuse")
+    order_ids = [created(app, email)[0] for _ in range(2)]
+
+    def failed_jobs() -> int:
+        return sum(1 for c in app.calls_since(watch.mark, JOB_PATH) if c.status == 503)
+
+    # More failed deliveries than orders: at least one job was retried while refused.
+    wait_for(lambda: failed_jobs() > len(order_ids), 30, "retried job deliveries")
+    app.email.set_mode("pass")
+    wait_one_email_each(app, order_ids, email)
+    watch.check(job_retries=True)
+
+
 def test_email_provider_hanging_then_recovering_loses_no_email(app: FaultyApp) -> None:
     """A provider that accepts and never answers: the job gives up within its deadline,
     QStash retries, and once the provider answers again each order has exactly one email."""
@@ -329,6 +346,23 @@ def test_redis_fault_gives_json_503_within_bound_and_recovers(app: FaultyApp, fa
     new_id, _, _ = created(app, email)
     wait_one_email_each(app, [order_id, new_id], email)
     after.check()
+
+
+@pytest.mark.parametrize("fault", ["http500", "reset"])
+def test_redis_failing_right_after_the_send_doubles_no_email(app: FaultyApp, fault: Any) -> None:
+    """Redis failing just after the provider accepted the email (the "sent" marker may not be
+    written): the job answers 503 or recovers, never 500, and no second email is sent."""
+    email = unique_email(f"redis-job-{fault}")
+    watch = Watch.start(app)
+    app.email.set_mode("slow", delay=0.5)  # holds the job inside its send
+    order_id, _, _ = created(app, email)
+    wait_for(lambda: app.email.seen["slow"] >= 1, 20, "the job to reach the provider")
+    app.redis.fail_next(3, fault)
+    wait_one_email_each(app, [order_id], email)
+    app.email.set_mode("pass")
+    wait_for(lambda: app.redis.seen[fault] >= 1, 10, "an injected Redis failure after the send")
+    watch.check(job_retries=True, redis_fault=True)
+    assert len(app.emails_for(order_id, email)) == 1
 
 
 def test_slow_redis_still_serves_every_request(app: FaultyApp) -> None:
