@@ -2,6 +2,7 @@
 
 The devstack is private (not the session one) so the outbox, the email sink and the
 QStash queue hold only this layer's jobs; its QStash waits are scaled 1000x shorter.
+Both live for one module, so the app's log hooks never outlast the layer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tests.conftest import Devstack, start_devstack, stop_devstack
 from tests.faults.harness import FaultyApp
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fault_stack() -> Iterator[Devstack]:
     """A devstack for this layer alone (Redis REST, QStash at time scale 0.001, email sink)."""
     stack = start_devstack("--qstash-time-scale", "0.001")
@@ -25,7 +26,7 @@ def fault_stack() -> Iterator[Devstack]:
         stack.stderr_path.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def faulty_app(fault_stack: Devstack) -> Iterator[FaultyApp]:
     """The real app served on loopback, with fault proxies before Redis, QStash and email."""
     with FaultyApp.running(fault_stack.raw) as app:

@@ -35,7 +35,7 @@ import uvicorn
 from devstack.dev import DEV_CRON_SECRET, app_env
 from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
-from shared.http import HttpxTransport
+from shared.http.httpx_transport import HttpxTransport
 from tests.faults.proxy import FaultProxy
 
 T = TypeVar("T")
@@ -250,6 +250,8 @@ class FaultyApp:
             logs = LogKeeper()
             stack.enter_context(_kept_logs(logs))
             stack.enter_context(_served(recorder, sock))
+            # Stopped before the server: calls still waiting on an upstream end at once.
+            stack.callback(lambda: [proxy.stop() for proxy in (redis, qstash, email)])
             app = cls(url, info, redis, qstash, email, recorder, logs)
             stack.callback(app.http.close)
             stack.callback(app.reset)  # release hung connections before the server stops

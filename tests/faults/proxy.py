@@ -37,8 +37,9 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["pass", "refuse", "hang", "http500", "reset", "slow", "drip"]
 Fault = Literal["http500", "reset", "hang"]
@@ -212,9 +213,8 @@ class FaultProxy:
         self._loop.run_forever()
         self._loop.close()
 
-    def _call(self, coro: object, timeout: float = 10.0) -> None:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
-        future.result(timeout)
+    def _call(self, coro: Coroutine[Any, Any, None], timeout: float = 10.0) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _listen(self) -> None:
         if self._server is None:
@@ -260,6 +260,8 @@ class FaultProxy:
         try:
             await self._serve_one(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError, BadRequest, ValueError):
+            pass
+        except asyncio.CancelledError:  # stop(): end quietly (asyncio logs a cancelled handler)
             pass
         finally:
             self._tasks.discard(task)
