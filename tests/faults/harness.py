@@ -175,8 +175,15 @@ class FaultyApp:
         return self.request("POST", "/api/orders", json=body, timeout=timeout)
 
     def cron(self) -> httpx.Response:
+        return self.cron_within(60.0)
+
+    def cron_within(self, timeout: float) -> httpx.Response:
+        """The Vercel Cron call of the outbox flush, with the dev cron secret."""
         return self.request(
-            "GET", CRON_PATH, headers={"Authorization": f"Bearer {DEV_CRON_SECRET}"}
+            "GET",
+            CRON_PATH,
+            headers={"Authorization": f"Bearer {DEV_CRON_SECRET}"},
+            timeout=timeout,
         )
 
     # -- reading the sink (directly, never through the proxy) -----------------------------

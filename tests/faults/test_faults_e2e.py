@@ -261,6 +261,34 @@ def test_qstash_dripping_its_answer_still_gets_a_201_quickly(app: FaultyApp) -> 
     watch.check()
 
 
+def test_cron_flush_with_qstash_hanging_is_bounded(app: FaultyApp) -> None:
+    """Three jobs left in the outbox and QStash hanging: one cron flush answers within the
+    platform's limit (bounded in time, not one full timeout per job); once QStash is back,
+    each order gets exactly one email."""
+    watch = Watch.start(app)
+    email = unique_email("cron-hang")
+    app.qstash.set_mode("refuse")  # fails fast: the jobs stay in the outbox
+    order_ids = [created(app, email)[0] for _ in range(3)]
+    app.qstash.set_mode("hang")
+    started = time.monotonic()
+    try:
+        response = app.cron_within(PLATFORM_LIMIT_S)
+    except httpx.TimeoutException:
+        raise AssertionError(f"the cron flush took over {PLATFORM_LIMIT_S:g}s") from None
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert elapsed < PLATFORM_LIMIT_S
+    app.qstash.set_mode("pass")
+
+    def flushed_and_arrived() -> bool:
+        assert app.cron().status_code == 200
+        return all(app.emails_for(o, email) for o in order_ids)
+
+    wait_for(flushed_and_arrived, EMAIL_WAIT_S, "the cron flush to get every order emailed")
+    assert {o: len(app.emails_for(o, email)) for o in order_ids} == dict.fromkeys(order_ids, 1)
+    watch.check()
+
+
 # -- Redis -----------------------------------------------------------------------------------
 
 
