@@ -50,7 +50,7 @@ test: setup setup-browser lint
 	$(VENV_PY) -m pytest
 
 test-fast: setup
-	$(VENV_PY) -m pytest -m "not pyodide and not launcher and not bundle and not browser"
+	$(VENV_PY) -m pytest -m "not pyodide and not launcher and not bundle and not browser and not newcomer"
 
 bench: setup
 	$(VENV_PY) -m bench
