@@ -303,33 +303,43 @@ def _optional_list(title: str, items: list[dict[str, Any]] | None) -> str:
 
 # ---------------------------------------------------------------- outbox
 
-OUTBOX_FIELDS = ("attempts", "next_attempt_ms", "next_attempt_at", "last_error", "error")
-
 
 def outbox_view(snap: Snapshot) -> str:
+    """`outbox:jobs` (jobs waiting, with attempts and the next attempt time) and
+    `outbox:dead` (jobs QStash refused, with its answer), or any other `outbox:*` hash."""
     out = [errors_banner(snap.errors), "<h2>Outbox</h2>"]
-    if not snap.outbox:
+    if not any(snap.outbox.values()):
         out.append(
             '<p class="muted" id="outbox-empty">no jobs waiting: every job was published '
             "(a job stays here while QStash cannot be reached)</p>"
         )
     for name, jobs in sorted(snap.outbox.items()):
         rows = []
-        for job_field, job in sorted(jobs.items()):
-            extra = " ".join(
-                f"{key}={escape(str(job[key]))}" for key in OUTBOX_FIELDS if key in job
-            )
+        for job_field, entry in sorted(jobs.items()):
+            job = entry.get("job", entry) if isinstance(entry.get("job"), dict) else entry
+            answer = ""
+            if "status" in entry and "job" in entry:
+                answer = (
+                    f"{status_cell(int(entry.get('status', 0)))} "
+                    f"{escape(str(entry.get('error', ''))[:160])} "
+                    f'<span class="muted">{fmt_time(entry.get("failed_at_ms"))}</span>'
+                )
             rows.append(
                 f'<tr class="job"><td class="mono">{escape(job_field)}</td>'
                 f'<td class="mono">{escape(str(job.get("url", "")))}</td>'
-                f'<td class="mono">{escape(str(job.get("dedup_id", "")))}</td>'
-                f"<td>{escape(str(job.get('retries', '')))}</td><td>{extra}</td></tr>"
+                f'<td class="num">{escape(str(job.get("attempts", 0)))}</td>'
+                f"<td>{fmt_time(job.get('next_at_ms')) or 'now'}</td><td>{answer}</td></tr>"
             )
         out.append(
             f'<h2 class="mono">{escape(name)} ({len(jobs)})</h2><table><tr><th>job</th>'
-            "<th>url</th><th>dedup id</th><th>QStash retries</th><th>attempts</th></tr>"
+            "<th>url</th><th>attempts</th><th>next attempt</th><th>QStash refused it</th></tr>"
             + "".join(rows)
             + "</table>"
+        )
+    if snap.outbox.get("outbox:dead"):
+        out.append(
+            '<p class="muted">Dead letters wait for the app\'s admin routes: '
+            "<code>POST /api/admin/outbox/dead/{id}/retry</code> (Bearer CRON_SECRET).</p>"
         )
     return "".join(out)
 
