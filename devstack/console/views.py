@@ -318,7 +318,9 @@ def outbox_view(snap: Snapshot) -> str:
         for job_field, entry in sorted(jobs.items()):
             job = entry.get("job", entry) if isinstance(entry.get("job"), dict) else entry
             answer = ""
+            next_attempt = fmt_time(job.get("next_at_ms")) or "now"
             if "status" in entry and "job" in entry:
+                next_attempt = "on replay"
                 answer = (
                     f"{status_cell(int(entry.get('status', 0)))} "
                     f"{escape(str(entry.get('error', ''))[:160])} "
@@ -328,7 +330,7 @@ def outbox_view(snap: Snapshot) -> str:
                 f'<tr class="job"><td class="mono">{escape(job_field)}</td>'
                 f'<td class="mono">{escape(str(job.get("url", "")))}</td>'
                 f'<td class="num">{escape(str(job.get("attempts", 0)))}</td>'
-                f"<td>{fmt_time(job.get('next_at_ms')) or 'now'}</td><td>{answer}</td></tr>"
+                f"<td>{next_attempt}</td><td>{answer}</td></tr>"
             )
         out.append(
             f'<h2 class="mono">{escape(name)} ({len(jobs)})</h2><table><tr><th>job</th>'

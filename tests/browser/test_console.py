@@ -136,3 +136,39 @@ def test_a_failing_job_shows_attempts_lands_in_the_dlq_and_retry_delivers_it(
 
     emails = httpx.get(f"{stack.info['email_api_url']}/emails", params={"to": email}, timeout=5)
     assert [order_id in e["text"] or order_id in e["html"] for e in emails.json()["data"]] == [True]
+
+
+def test_the_outbox_view_shows_waiting_and_dead_jobs_with_attempts(stack: Stack, page: Any) -> None:
+    """A job waiting in `outbox:jobs` shows its attempts and next attempt time, and a job in
+    `outbox:dead` shows QStash's refusal (records written as the outbox writes them)."""
+    import time
+
+    import redis as redis_py
+
+    from shared.jobs.outbox_records import DEAD_KEY, OUTBOX_KEY, DeadJob, Job
+
+    expect = _expect()
+    now = int(time.time() * 1000)
+    waiting = Job(
+        "job-wait", "http://127.0.0.1:9/api/jobs/x", {}, "d1", attempts=2, next_at_ms=now + 600_000
+    )
+    dead = DeadJob(
+        Job("job-dead", "http://127.0.0.1:9/api/jobs/y", {}, "d2", attempts=1),
+        400,
+        "invalid destination",
+        now,
+    )
+    direct = redis_py.Redis.from_url(stack.info["redis_url"])
+    try:
+        direct.hset(OUTBOX_KEY, waiting.id, waiting.to_json())
+        direct.hset(DEAD_KEY, "job-dead", dead.to_json())
+        page.goto(stack.console_url + "/console/outbox")
+        jobs = page.locator("tr.job", has_text="job-wait")
+        expect(jobs).to_contain_text("2", timeout=FEW_SECONDS_MS)
+        expect(jobs).not_to_contain_text("now")
+        expect(page.locator("tr.job", has_text="job-dead")).to_contain_text("invalid destination")
+        shot(page, "outbox-jobs")
+    finally:
+        direct.hdel(OUTBOX_KEY, waiting.id)
+        direct.hdel(DEAD_KEY, "job-dead")
+        direct.close()
