@@ -53,6 +53,7 @@ class ConsoleServer:
         self.clock = clock
         self.requests = RequestLog()
         self.retried_from: dict[str, str] = {}
+        self.deleted: set[str] = set()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -99,7 +100,10 @@ class ConsoleServer:
         raise web.HTTPSeeOther("/console/qstash")
 
     async def _dlq_delete(self, request: web.Request) -> web.StreamResponse:
-        await self.sources.dlq_delete(request.match_info["id"])
+        dlq_id = request.match_info["id"]
+        entry = next((d for d in await self.sources.dlq() if d.get("dlqId") == dlq_id), None)
+        if await self.sources.dlq_delete(dlq_id) == 200 and entry is not None:
+            self.deleted.add(str(entry.get("messageId", "")))
         raise web.HTTPSeeOther("/console/qstash")
 
     async def render(self, view: str, request: web.Request) -> str:
@@ -114,6 +118,7 @@ class ConsoleServer:
                 snap.pending,
                 snap.dlq,
                 self.retried_from,
+                self.deleted,
             )
             return views.qstash_view(rows, snap)
         if view == "outbox":

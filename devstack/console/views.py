@@ -156,6 +156,7 @@ class MessageRow:
     next_attempt_ms: int | None
     published_by: RequestRecord | None
     retry_of: str
+    retried_as: str = ""
 
 
 def message_rows(
@@ -164,9 +165,14 @@ def message_rows(
     pending: Sequence[PendingMessage],
     dlq: Sequence[Mapping[str, Any]],
     retried_from: Mapping[str, str],
+    deleted: Iterable[str] = (),
 ) -> list[MessageRow]:
-    """Every message the console knows of, newest first, with its state."""
+    """Every message the console knows of, newest first, with its state. `retried_from`
+    maps a message the console's Retry published to the dead one; `deleted` lists dead
+    messages its Delete dropped."""
     pending_by_id = {m.id: m for m in pending}
+    retried_as = {old: new for new, old in retried_from.items()}
+    dropped = set(deleted)
     dead = {str(d.get("messageId")): d for d in dlq}
     ids: dict[str, int] = {}
     for message_id, record in publishers.items():
@@ -208,8 +214,12 @@ def message_rows(
             state = "waiting"
         elif tries and 200 <= tries[-1].status < 300:
             state = "delivered"
+        elif message_id in retried_as:
+            state = "dead-lettered, retried"
+        elif message_id in dropped:
+            state = "dead-lettered, deleted"
         elif tries:
-            state = f"finished ({tries[-1].status})"
+            state = f"failed ({tries[-1].status})"
         else:
             state = "published"
         rows.append(
@@ -221,6 +231,7 @@ def message_rows(
                 next_attempt_ms=waiting.next_attempt_ms if waiting else None,
                 published_by=publishers.get(message_id),
                 retry_of=retried_from.get(message_id, ""),
+                retried_as=retried_as.get(message_id, ""),
             )
         )
     return rows
@@ -244,6 +255,8 @@ def qstash_view(rows: Sequence[MessageRow], snap: Snapshot) -> str:
             )
         if row.retry_of:
             origin += f'<div class="muted">retry of {escape(row.retry_of)}</div>'
+        if row.retried_as:
+            origin += f'<div class="muted">retried as {escape(row.retried_as)}</div>'
         state_class = {"delivered": "ok", "dead-lettered": "err"}.get(row.state, "warn")
         body.append(
             f'<tr class="message" data-message-id="{escape(row.id)}">'

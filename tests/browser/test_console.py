@@ -132,10 +132,30 @@ def test_a_failing_job_shows_attempts_lands_in_the_dlq_and_retry_delivers_it(
     retried_row = page.locator("tr.message", has_text=f"retry of {message_id}")
     expect(retried_row.locator(".state")).to_have_text("delivered", timeout=FEW_SECONDS_MS)
     expect(retried_row.locator(".attempt")).to_contain_text("200")
+    expect(message.locator(".state")).to_have_text("dead-lettered, retried")
     shot(page, "dlq-retried")
 
     emails = httpx.get(f"{stack.info['email_api_url']}/emails", params={"to": email}, timeout=5)
     assert [order_id in e["text"] or order_id in e["html"] for e in emails.json()["data"]] == [True]
+
+
+def test_the_dlq_delete_button_drops_the_dead_job(stack: Stack, page: Any) -> None:
+    """Delete in the DLQ view removes the entry; the message shows as deleted and no email
+    is sent for it."""
+    expect = _expect()
+    fail_next_sends(stack, 4)
+    email = f"linus+{uuid.uuid4().hex[:6]}@example.com"
+    create_order(stack, email)
+    page.goto(stack.console_url + "/console/qstash")
+    dead = page.locator("#dlq tr.dlq").first
+    expect(dead).to_be_visible(timeout=FEW_SECONDS_MS)
+    message_id = dead.get_attribute("data-message-id")
+    dead.locator("button.delete").click()
+    expect(page.locator("#dlq tr.dlq")).to_have_count(0, timeout=FEW_SECONDS_MS)
+    message = page.locator(f'tr.message[data-message-id="{message_id}"]')
+    expect(message.locator(".state")).to_have_text("dead-lettered, deleted")
+    emails = httpx.get(f"{stack.info['email_api_url']}/emails", params={"to": email}, timeout=5)
+    assert emails.json()["data"] == []
 
 
 def test_the_outbox_view_shows_waiting_and_dead_jobs_with_attempts(stack: Stack, page: Any) -> None:

@@ -69,6 +69,19 @@ def test_message_states_follow_attempts_store_and_dlq() -> None:
     assert next(r for r in rows if r.id == "m-retry").next_attempt_ms == 5
 
 
+def test_a_dead_message_left_the_dlq_by_retry_or_delete() -> None:
+    """Once out of the DLQ, a dead message reads as retried (naming its new message) or
+    deleted, and one gone some other way as failed with its last status."""
+    attempts = {m: [_record(1, 503, m, "3")] for m in ("m-a", "m-b", "m-c")}
+    attempts["m-new"] = [_record(2, 200, "m-new", "0")]
+    rows = message_rows({}, attempts, [], [], {"m-new": "m-a"}, ["m-b"])
+    by_id = {row.id: row for row in rows}
+    assert by_id["m-a"].state == "dead-lettered, retried" and by_id["m-a"].retried_as == "m-new"
+    assert by_id["m-new"].retry_of == "m-a" and by_id["m-new"].state == "delivered"
+    assert by_id["m-b"].state == "dead-lettered, deleted"
+    assert by_id["m-c"].state == "failed (503)"
+
+
 def test_the_chart_counts_allowed_and_denied_requests() -> None:
     """Rate-limited requests count as allowed, 429s as denied, others not at all."""
     now = 1_000_000_000
