@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack import dev as dev_module
 from devstack.ports import free_port
 from tests.conftest import REPO_ROOT
 
@@ -142,6 +143,11 @@ def test_make_dev_serves_health_and_the_console_without_npm(dev: tuple[DevRun, s
     page = httpx.get(console + "/console/requests", timeout=5)
     assert page.status_code == 200 and "devstack console" in page.text
     assert not (run.clone / "node_modules").exists()
+    inbox = re.search(r"Email inbox\s+http://127\.0\.0\.1:(\d+)/", banner)
+    assert inbox, banner
+    for shown, stable in ((int(console.rsplit(":", 1)[1]), 8100), (int(inbox.group(1)), 8125)):
+        # The stable port, unless something else held it when make dev started.
+        assert shown == stable or not dev_module.port_is_free(stable), (shown, stable)
     log = run.clone / ".state" / "logs" / "devstack.log"
     assert log.exists() and "console on" in log.read_text()
     assert (
