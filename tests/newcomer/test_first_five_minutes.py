@@ -201,3 +201,15 @@ def test_the_readme_curl_lines_give_the_answers_it_shows(dev: tuple[DevRun, str,
         assert matches(expected, answer), (command, expected, answer)
         if "access_token" in answer:
             found = {"ORDER_ID": answer["order"]["id"], "ACCESS_TOKEN": answer["access_token"]}
+
+
+def test_the_default_rate_limit_is_ten_per_ten_seconds(dev: tuple[DevRun, str, str]) -> None:
+    """As the README says, `make dev` allows 10 requests per 10 s per client address: a burst
+    gets `429 {"error": "Too many requests"}` with `Retry-After` by its 11th call."""
+    _, api, _ = dev
+    answers = [httpx.get(api + "/api/health", timeout=5) for _ in range(11)]
+    assert {a.headers["x-ratelimit-limit"] for a in answers} == {"10"}
+    denied = [a for a in answers if a.status_code == 429]
+    assert denied, [a.status_code for a in answers]
+    assert denied[0].json() == {"error": "Too many requests"}
+    assert int(denied[0].headers["retry-after"]) > 0
