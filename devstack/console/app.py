@@ -11,7 +11,9 @@ buttons, and the endpoint the dev entrypoint reports requests to.
     GET  /console/static/htmx.min.js     the vendored htmx
 
 Dev only: it binds loopback, has no authentication and shows Redis key names (never
-values of non-string keys, never tokens).
+values of non-string keys, never tokens). Two checks keep other web pages the developer
+visits out: the `Host` must be a loopback name (no DNS rebinding), and a `POST` carrying an
+`Origin` must come from the console itself (no cross-site form posts to the DLQ buttons).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,6 +36,25 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_INGEST_BYTES = 256 * 1024
 HTML = "text/html"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _forbidden(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=403)
+
+
+@web.middleware
+async def same_origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 JSON for a non-loopback `Host` or a cross-origin `POST`."""
+    host = request.headers.get("Host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in LOOPBACK_HOSTS:
+        return _forbidden("the console answers only on 127.0.0.1 / localhost")
+    origin = request.headers.get("Origin")
+    if request.method == "POST" and origin is not None and origin != f"http://{host}":
+        return _forbidden("cross-origin POST refused")
+    return await handler(request)
 
 
 class ConsoleServer:
@@ -59,7 +80,7 @@ class ConsoleServer:
         return int(self.clock() * 1000)
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_INGEST_BYTES)
+        app = web.Application(client_max_size=MAX_INGEST_BYTES, middlewares=[same_origin_only])
         app.router.add_get("/", self._root)
         app.router.add_get("/console", self._root)
         app.router.add_get("/console/static/htmx.min.js", self._htmx)

@@ -42,7 +42,8 @@ code,.mono{font:12px ui-monospace,Menlo,monospace}
 .muted{color:#777}.err{color:#b00020}.ok{color:#0a7a3d}.warn{color:#a15c00}
 .s2{color:#0a7a3d}.s3{color:#555}.s4{color:#a15c00}.s5,.s0{color:#b00020}
 .pill{display:inline-block;padding:0 6px;border-radius:8px;background:#eef0f3;font-size:12px}
-.trip{white-space:nowrap}
+.trip{overflow-wrap:anywhere}
+td.redis{min-width:260px;max-width:520px}
 form{display:inline}
 button{font:inherit;padding:2px 10px;cursor:pointer}
 iframe{width:100%;height:420px;border:1px solid #ccd;background:#fff}
@@ -108,7 +109,9 @@ def requests_view(records: Sequence[RequestRecord]) -> str:
     rows = []
     for r in records:
         trips = "".join(
-            f'<div class="trip mono">{escape(t.mode)}: {escape(", ".join(t.commands))}</div>'
+            f'<div class="trip mono">{escape(t.mode)} <span class="muted">{t.ms:.1f} ms</span>'
+            + ("" if t.status == 200 else f" {status_cell(t.status)}")
+            + f": {escape(', '.join(t.commands))}</div>"
             for t in r.redis
         )
         publishes = "".join(

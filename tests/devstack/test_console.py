@@ -101,6 +101,23 @@ def test_the_console_refuses_a_bad_record_with_json(devstack: Devstack) -> None:
         assert answer.json()["error"] == "bad request record"
 
 
+def test_the_console_refuses_foreign_hosts_and_cross_site_posts(devstack: Devstack) -> None:
+    """A non-loopback Host (DNS rebinding) and a POST from another origin are 403 JSON; the
+    console's own origin and loopback names are served."""
+    console = devstack.raw["console_url"]
+    port = console.rsplit(":", 1)[1]
+    rebound = httpx.get(console + "/console/requests", headers={"Host": "evil.example"})
+    assert rebound.status_code == 403 and "error" in rebound.json()
+    assert httpx.get(
+        console + "/console/requests", headers={"Host": f"localhost:{port}"}
+    ).is_success
+    delete = console + "/console/qstash/dlq/dlq_x/delete"
+    cross = httpx.post(delete, headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403 and cross.json() == {"error": "cross-origin POST refused"}
+    same = httpx.post(delete, headers={"Origin": console})
+    assert same.status_code == 303
+
+
 async def test_reported_requests_keep_no_query_string_or_token(devstack: Devstack) -> None:
     """The dev entrypoint reports each request to the console with its Redis round trips, and
     the record holds the path only: no query string, no token, no header value."""
