@@ -132,7 +132,9 @@ class ConsoleServer:
         if view == "requests":
             return views.requests_view(records[:100])
         if view == "qstash":
-            snap = await self.sources.snapshot("pending", "dlq", "schedules", "flow_control")
+            snap = await self.sources.snapshot(
+                "pending", "dlq", "schedules", "flow_control", "events"
+            )
             rows = views.message_rows(
                 self.requests.publishers(),
                 self.requests.attempts(),
@@ -140,6 +142,7 @@ class ConsoleServer:
                 snap.dlq,
                 self.retried_from,
                 self.deleted,
+                snap.events,
             )
             return views.qstash_view(rows, snap)
         if view == "outbox":

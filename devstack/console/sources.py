@@ -57,6 +57,7 @@ class Snapshot:
     dlq: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] | None = None
     flow_control: list[dict[str, Any]] | None = None
+    events: list[dict[str, Any]] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -143,6 +144,13 @@ class Sources:
         answer = await self._qstash_get("/v2/flowControl")
         return answer if isinstance(answer, list) else None
 
+    async def events(self) -> list[dict[str, Any]] | None:
+        """QStash's message log (`GET /v2/events`, newest first) where the devstack offers it."""
+        answer = await self._qstash_get("/v2/events?count=1000")
+        if not isinstance(answer, dict) or not isinstance(answer.get("events"), list):
+            return None
+        return [e for e in answer["events"] if isinstance(e, dict)]
+
     async def dlq_retry(self, dlq_id: str) -> tuple[int, dict[str, Any]]:
         """QStash's own retry: (status, answer); the answer holds the new `messageId`."""
         url = f"{self.qstash_url}/v2/dlq/retry/{dlq_id}"
@@ -189,6 +197,7 @@ class Sources:
             "dlq": ("QStash DLQ", self.dlq),
             "schedules": ("QStash schedules", self.schedules),
             "flow_control": ("QStash flow control", self.flow_control),
+            "events": ("QStash logs", self.events),
             "emails": ("email sink", self.emails),
             "outbox": ("outbox", self.outbox),
         }

@@ -160,6 +160,7 @@ class MessageRow:
     published_by: RequestRecord | None
     retry_of: str
     retried_as: str = ""
+    log: tuple[str, ...] = ()
 
 
 def message_rows(
@@ -169,12 +170,18 @@ def message_rows(
     dlq: Sequence[Mapping[str, Any]],
     retried_from: Mapping[str, str],
     deleted: Iterable[str] = (),
+    events: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[MessageRow]:
     """Every message the console knows of, newest first, with its state. `retried_from`
     maps a message the console's Retry published to the dead one; `deleted` lists dead
     messages its Delete dropped."""
     pending_by_id = {m.id: m for m in pending}
     retried_as = {old: new for new, old in retried_from.items()}
+    logs: dict[str, list[tuple[int, str]]] = {}
+    for event in events or ():
+        logs.setdefault(str(event.get("messageId", "")), []).append(
+            (int(event.get("time", 0) or 0), str(event.get("state", "")))
+        )
     dropped = set(deleted)
     dead = {str(d.get("messageId")): d for d in dlq}
     ids: dict[str, int] = {}
@@ -235,6 +242,7 @@ def message_rows(
                 published_by=publishers.get(message_id),
                 retry_of=retried_from.get(message_id, ""),
                 retried_as=retried_as.get(message_id, ""),
+                log=tuple(state for _, state in sorted(logs.get(message_id, []))),
             )
         )
     return rows
@@ -260,6 +268,8 @@ def qstash_view(rows: Sequence[MessageRow], snap: Snapshot) -> str:
             origin += f'<div class="muted">retry of {escape(row.retry_of)}</div>'
         if row.retried_as:
             origin += f'<div class="muted">retried as {escape(row.retried_as)}</div>'
+        if row.log:
+            tries += f'<div class="muted log">QStash log: {escape(" → ".join(row.log))}</div>'
         state_class = {"delivered": "ok", "dead-lettered": "err"}.get(row.state, "warn")
         body.append(
             f'<tr class="message" data-message-id="{escape(row.id)}">'

@@ -82,6 +82,20 @@ def test_a_dead_message_left_the_dlq_by_retry_or_delete() -> None:
     assert by_id["m-c"].state == "failed (503)"
 
 
+def test_a_message_shows_the_qstash_log_in_time_order() -> None:
+    """Where QStash offers its message log (`/v2/events`), a message lists its states oldest
+    first; without one the row has no log."""
+    events = [
+        {"messageId": "m", "time": 3, "state": "DELIVERED"},
+        {"messageId": "m", "time": 1, "state": "CREATED"},
+        {"messageId": "other", "time": 2, "state": "CREATED"},
+    ]
+    attempts = {"m": [_record(1, 200, "m", "0")]}
+    rows = message_rows({}, attempts, [], [], {}, (), events)
+    assert next(r for r in rows if r.id == "m").log == ("CREATED", "DELIVERED")
+    assert message_rows({}, attempts, [], [], {})[0].log == ()
+
+
 def test_the_chart_counts_allowed_and_denied_requests() -> None:
     """Rate-limited requests count as allowed, 429s as denied, others not at all."""
     now = 1_000_000_000
