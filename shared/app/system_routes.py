@@ -21,13 +21,13 @@ import re
 import time
 from typing import Any
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response, loads_bounded
-from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
 from shared.qstash import Receiver
 from shared.redis import Redis
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response, loads_bounded
+from shared.web.router import Router
 
 CRON_PATH = "/api/cron/flush-outbox"
 DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
