@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from devstack.console.records import Publish, RequestRecord, RoundTrip, describe_command, excerpt
-from shared.app.asgi import AsgiAdapter, Receive, Scope, Send
 from shared.app.assembly import build_app
 from shared.http.httpx_transport import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse, Transport
+from shared.web.asgi import AsgiAdapter, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
