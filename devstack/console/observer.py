@@ -99,6 +99,12 @@ class ObservingTransport:
             record.emails.append(response.status)
         return response
 
+    async def aclose(self) -> None:
+        """Closes the wrapped transport (the clients call `aclose` when it has one)."""
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
     def _note_failure(self, record: RequestRecord, request: HttpRequest) -> None:
         if self.qstash_url and request.url.startswith(self.qstash_url):
             record.publishes.append(Publish(destination=_destination(request.url), status=0))
