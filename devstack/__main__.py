@@ -25,6 +25,7 @@ import signal
 import sys
 from pathlib import Path
 
+from devstack.console.service import ConsoleOptions, ConsoleService
 from devstack.email_sink import EmailSinkOptions, EmailSinkService
 from devstack.qstash import QStashOptions, QStashService
 from devstack.redis_process import default_binary
@@ -75,10 +76,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="",
         help="comma-separated delay added to each region's REST answers, e.g. 0,0,150",
     )
+    up.add_argument("--console-port", type=int, default=0, help="console port (default: free)")
     up.add_argument("-v", "--verbose", action="store_true")
     dev = sub.add_parser("dev", help="the stack plus the API (make dev / make dev-worker)")
     dev.add_argument("--worker", action="store_true", help="serve the Worker (Pyodide) on 8787")
-    dev.add_argument("--port", type=int, default=None)
+    dev.add_argument("--port", type=int, default=None, help="API port (8000; Worker 8787)")
     return parser.parse_args(argv)
 
 
@@ -120,6 +122,7 @@ def build_services(args: argparse.Namespace) -> list[Service]:
             QStashOptions(host=args.host, port=args.qstash_port, time_scale=args.qstash_time_scale)
         ),
         EmailSinkService(EmailSinkOptions(host=args.host, port=args.email_port)),
+        ConsoleService(ConsoleOptions(host=args.host, port=args.console_port)),
     ]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
-from shared.qstash import Receiver
+from shared.qstash import NON_RETRYABLE, Receiver
 from shared.redis import Redis
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response, loads_bounded
@@ -34,7 +34,6 @@ DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
 SMOKE_PATH = "/api/jobs/smoke"
 SMOKE_TTL_S = 600
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
 
 
 def smoke_key(nonce: str) -> str:

@@ -33,7 +33,7 @@ from shared.jobs.email import (
 )
 from shared.orders.records import ORDER_ID, OrderRecord
 from shared.orders.repository import OrderRepository
-from shared.qstash import Receiver
+from shared.qstash import NON_RETRYABLE, Receiver
 from shared.ratelimit import Ratelimit
 from shared.redis import Redis, delete_if_equals
 from shared.web.errors import HttpError
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
-NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
 
 
 @dataclass(frozen=True, slots=True)

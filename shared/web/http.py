@@ -31,12 +31,12 @@ class HttpError(Exception):
         status: int,
         message: str,
         detail: Any = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.status = status
         self.message = message
         self.detail = detail
-        self.headers = headers or {}
+        self.headers: dict[str, str] = dict(headers or {})
         super().__init__(message)
 
 
