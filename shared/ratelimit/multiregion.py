@@ -221,7 +221,7 @@ class MultiRegionRatelimit(Ratelimit):
         clients = list(redis)
         if not clients:
             raise ValueError("MultiRegionRatelimit needs at least one Redis")
-        if not isinstance(limiter, FixedWindow | SlidingWindow):
+        if type(limiter) not in (FixedWindow, SlidingWindow):  # not the cached fixed window
             raise ValueError("multi-region limiting supports fixed_window and sliding_window")
         seconds = parse_duration_ms(timeout) / 1000
         if seconds <= 0:

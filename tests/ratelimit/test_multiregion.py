@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from shared.ratelimit import MultiRegionRatelimit, fixed_window, sliding_window, token_bucket
+from shared.ratelimit import (
+    MultiRegionRatelimit,
+    cached_fixed_window,
+    fixed_window,
+    sliding_window,
+    token_bucket,
+)
 from shared.redis import Redis, RetryPolicy
 from tests.conftest import Devstack, start_devstack, stop_devstack
 
@@ -228,3 +234,5 @@ def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) ->
         MultiRegionRatelimit([], fixed_window(5, "1 d"))
     with pytest.raises(ValueError):
         MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit(region_clients, cached_fixed_window(5, "1 s"))
