@@ -119,9 +119,7 @@ async def test_rate_per_period_holds(qstash_env: dict[str, str], meter: Meter) -
     deliveries span at least one period, and all 7 arrive exactly once."""
     key = f"rate-{uuid.uuid4().hex[:8]}"
     period_s = 300
-    ids = await publish_burst(
-        qstash_env, meter, 7, FlowControl(key, rate=2, period=f"{period_s}s")
-    )
+    ids = await publish_burst(qstash_env, meter, 7, FlowControl(key, rate=2, period=f"{period_s}s"))
     await asyncio.wait_for(meter.done.wait(), 15)
     window = period_s * TIME_SCALE
     jitter = 0.02  # QStash records a start slightly before the request reaches us

@@ -194,7 +194,9 @@ async def test_dlq_list_get_retry_delete(qstash_env: dict[str, str], sink: Sink)
         "the retried message's DELIVERED log",
     )
     assert logs == ["DELIVERED"]
-    dead_log = [e.state.value for e in (await call(client.log.list, filter={"message_id": ids[0]})).logs]
+    dead_log = [
+        e.state.value for e in (await call(client.log.list, filter={"message_id": ids[0]})).logs
+    ]
     assert "FAILED" in dead_log and "CREATED" in dead_log
 
     for entry in entries[1:]:
