@@ -66,7 +66,12 @@ class Services:
     def build(cls, settings: Settings, transport: Transport) -> Services:
         redis = Redis(settings.redis.url, settings.redis.token, transport=transport)
         qstash = QStash(settings.qstash_token, url=settings.qstash_url, transport=transport)
-        outbox = Outbox(redis, qstash, forward_headers=settings.forward_headers)
+        outbox = Outbox(
+            redis,
+            qstash,
+            forward_headers=settings.forward_headers,
+            flow_control=settings.email_flow_control,
+        )
         tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
         rate = settings.rate_limit
         email_rate = settings.email_rate_limit
@@ -164,7 +169,14 @@ def build_app(
             recipient_limiter=services.recipient_limiter,
         )
     )
-    router.include(cron_routes(services.outbox, settings.cron_secret))
+    router.include(
+        cron_routes(
+            services.outbox,
+            settings.cron_secret,
+            receiver=services.receiver,
+            flush_url=settings.flush_url,
+        )
+    )
     middleware = [
         cors_middleware(
             settings.cors_allow_origins,

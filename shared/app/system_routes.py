@@ -50,18 +50,32 @@ def health_routes(redis: Redis[Any]) -> Router:
     return router
 
 
-def cron_routes(outbox: Outbox, cron_secret: str | None) -> Router:
-    """Vercel Cron calls GET with `Authorization: Bearer $CRON_SECRET` (Workers use
-    `scheduled` instead; both flush the outbox)."""
+def cron_routes(
+    outbox: Outbox,
+    cron_secret: str | None,
+    *,
+    receiver: Receiver | None = None,
+    flush_url: str | None = None,
+) -> Router:
+    """Vercel Cron calls GET with `Authorization: Bearer $CRON_SECRET`; a QStash schedule
+    (`python -m tools.qstash schedule-flush`) calls it signed (`Upstash-Signature`, checked
+    against `flush_url`). Workers use `scheduled` instead; all of them flush the outbox."""
     router = Router()
 
     @router.route("GET", CRON_PATH)
     async def flush_outbox(request: Request) -> Response:
-        if cron_secret is None:
-            raise HttpError(503, "CRON_SECRET is not configured")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {cron_secret}".encode()):
-            raise HttpError(401, "Unauthorized")
+        signature = request.headers.get("upstash-signature")
+        if signature is not None and receiver is not None and flush_url is not None:
+            try:
+                receiver.verify(signature, request.body, url=flush_url)
+            except SignatureError as exc:
+                raise HttpError(401, "Invalid signature", exc.reason) from None
+        else:
+            if cron_secret is None:
+                raise HttpError(503, "CRON_SECRET is not configured")
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {cron_secret}".encode()):
+                raise HttpError(401, "Unauthorized")
         report = await outbox.flush()
         return Response.json(
             {"published": report.published, "failed": report.failed, "remaining": report.remaining}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import UpstashError
-from shared.qstash import QStash
+from shared.qstash import FlowControl, QStash
 from shared.redis import Redis
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,15 @@ class Outbox:
         *,
         batch: int = 50,
         forward_headers: Mapping[str, str] | None = None,
+        flow_control: FlowControl | None = None,
     ) -> None:
         self._redis = redis
         self._qstash = qstash
         self._batch = batch
         self._forward = dict(forward_headers or {})
+        # Every job sends an email today, so one flow-control key throttles them all
+        # (EMAIL_SEND_RATE / EMAIL_SEND_PARALLELISM): QStash holds excess deliveries.
+        self._flow_control = flow_control
         # True at start (a previous process may have died with jobs left) and after a
         # failed publish; False once a flush leaves the outbox empty.
         self.maybe_pending = True
@@ -106,6 +110,7 @@ class Outbox:
                 delay=job.delay,
                 deduplication_id=job.dedup_id,
                 headers=self._forward,
+                flow_control=self._flow_control,
             )
         except UpstashError as exc:
             self.maybe_pending = True

@@ -44,7 +44,7 @@ class PublishKwargs(TypedDict, total=False):
     timeout: Duration
     retry_delay: str
     label: str
-    flow_control: FlowControl
+    flow_control: FlowControl | None
 
 
 @dataclass(frozen=True, slots=True)
