@@ -22,17 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundWork:
-    """The tasks deferred in one request scope."""
+    """The tasks deferred in one request scope, each kept only until it is done (the
+    process scope, used outside any request, lives forever: it must not accumulate)."""
 
     __slots__ = ("_tasks",)
 
     def __init__(self) -> None:
-        self._tasks: list[asyncio.Future[Any]] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def add(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
         future = asyncio.ensure_future(work)
-        self._tasks.append(future)
+        self._tasks.add(future)
         future.add_done_callback(_log_failure)
+        future.add_done_callback(self._tasks.discard)
         return future
 
     def pending(self) -> list[asyncio.Future[Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.app.app import App, Middleware
+from shared.app.content_type import json_body_middleware
 from shared.app.cors import cors_middleware
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
@@ -189,6 +190,7 @@ def build_app(
             exempt={JOB_PATH, CRON_PATH, SMOKE_PATH},
             identify=keyed_identifier(keys),
         ),
+        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
     app = App(

@@ -4,7 +4,7 @@
 
     order = await cache.get_or_load(f"order:{order_id}", lambda: repo.get(order_id), codec=Order)
     result = await cache.get_or_load_result("stats", load_stats)   # value + X-Cache status
-    await cache.invalidate(f"order:{order_id}", "stats")          # one DEL
+    await cache.invalidate(f"order:{order_id}", "stats")          # one command
 
 Guarantees (the seed's `getCached` has none of them):
 - falsy values (`0`, `""`, `[]`, `False`) are hits; a loader returning None means
@@ -15,6 +15,9 @@ Guarantees (the seed's `getCached` has none of them):
   poll briefly and load themselves after `wait_timeout` (a crashed lock holder
   delays nobody for longer than that); the write releases the lock in the same
   command (a Lua script);
+- `invalidate` defeats the write of every load of the key that began before it
+  (a compare-and-set on a per-key invalidation marker): a value read before a
+  DELETE is never cached after it;
 - `stale_ttl`: past its TTL an entry is served at once (STALE) and refreshed in
   the background (`shared.background.defer`), once across concurrent requests;
 - TTLs get a few percent of jitter so entries written together expire apart;
@@ -35,10 +38,10 @@ from typing import Any, TypeVar
 
 from shared.background import defer
 from shared.cache.codec import CodecLike, as_codec
-from shared.cache.entry import check_key, lock_key, value_key
+from shared.cache.entry import check_key, gen_key, lock_key, value_key
 from shared.cache.flight import SingleFlight
 from shared.cache.result import CacheResult
-from shared.cache.store import EntryStore, Failed, Policy, duration_ms, poll_delays
+from shared.cache.store import Claim, EntryStore, Failed, Policy, duration_ms, poll_delays
 from shared.durations import Duration
 from shared.redis import Redis
 from shared.scope import current_scope
@@ -115,6 +118,9 @@ class Cache:
     def _lock(self, rkey: str) -> str:
         return lock_key(rkey, self.namespace)
 
+    def _marker(self, rkey: str) -> str:
+        return gen_key(rkey, self.namespace)
+
     # -- policy ----------------------------------------------------------------------------
 
     def _policy_of(
@@ -179,11 +185,13 @@ class Cache:
         return await self._store.put(rkey, value, self._policy(ttl, stale_ttl, None, codec))
 
     async def invalidate(self, *keys: str) -> bool:
-        """Deletes the entries of `keys` in ONE `DEL`. False when Redis failed (logged): the
-        entries then live until their TTL."""
+        """Deletes the entries of `keys` in ONE command, and defeats the write of any load
+        of them that began before (its value may predate the change that invalidates).
+        False when Redis failed (logged): the entries then live until their TTL."""
         if not keys:
             return True
-        return await self._store.delete([self.key(k) for k in keys])
+        rkeys = [self.key(k) for k in keys]
+        return await self._store.invalidate([(r, self._lock(r), self._marker(r)) for r in rkeys])
 
     async def get_or_load(
         self,
@@ -235,42 +243,47 @@ class Cache:
     async def _load_once(self, rkey: str, loader: Loader[T], policy: Policy) -> CacheResult[T]:
         """Miss: take the lock and load, or wait for the lock holder's write."""
         lock = self._lock(rkey)
-        won, token = await self._store.lock(rkey, lock)
+        claim = await self._store.lock(rkey, lock, self._marker(rkey))
+        won = claim.outcome
         if isinstance(won, Failed):
             return CacheResult(await loader(), "BYPASS")
         if won is True:
-            return CacheResult(await self._load_locked(rkey, loader, policy, token), "MISS")
+            return CacheResult(await self._load_locked(rkey, loader, policy, claim), "MISS")
         if won is not False:  # written meanwhile; undecodable (old schema): load and replace
             found = self._store.read(rkey, won, policy)
             if found is not None:
                 return CacheResult(found.value, "HIT")
-            return await self._load_unlocked(rkey, loader, policy)
+            return await self._load_unlocked(rkey, loader, policy, claim.marker)
+        marker = claim.marker
         for delay in self._poll_delays:
             await asyncio.sleep(delay)
-            pair = await self._store.poll(rkey, lock)
-            if isinstance(pair, Failed):
+            polled = await self._store.poll(rkey, lock, claim.marker_key)
+            if isinstance(polled, Failed):
                 return CacheResult(await loader(), "BYPASS")
-            raw, holder = pair
+            raw, holder, marker = polled
             found = self._store.read(rkey, raw, policy)
             if found is not None:
                 return CacheResult(found.value, "HIT")
             if holder is None:
-                break  # released without a write (the loader failed, or "not found")
-        return await self._load_unlocked(rkey, loader, policy)
+                break  # released without a write (the loader failed, "not found", invalidated)
+        return await self._load_unlocked(rkey, loader, policy, marker)
 
-    async def _load_unlocked(self, rkey: str, loader: Loader[T], policy: Policy) -> CacheResult[T]:
+    async def _load_unlocked(
+        self, rkey: str, loader: Loader[T], policy: Policy, marker: str
+    ) -> CacheResult[T]:
+        """Loads without the lock; `marker` is the invalidation marker read before the load."""
         value = await loader()
-        await self._store.put(rkey, value, policy)
+        await self._store.put_unless_invalidated(rkey, self._marker(rkey), marker, value, policy)
         return CacheResult(value, "MISS")
 
-    async def _load_locked(self, rkey: str, loader: Loader[T], policy: Policy, token: str) -> T:
+    async def _load_locked(self, rkey: str, loader: Loader[T], policy: Policy, claim: Claim) -> T:
         lock = self._lock(rkey)
         try:
             value = await loader()
         except BaseException:
-            defer(self._store.unlock(lock, token))  # do not delay the error
+            defer(self._store.unlock(lock, claim.token))  # do not delay the error
             raise
-        await self._store.put_and_unlock(rkey, lock, token, value, policy)
+        await self._store.put_and_unlock(rkey, lock, claim, value, policy)
         return value
 
     def _refresh_later(self, rkey: str, loader: Loader[Any], policy: Policy) -> None:
@@ -285,11 +298,11 @@ class Cache:
     ) -> None:
         """Stale-while-revalidate: reload under the lock (one refresher across requests)."""
         try:
-            won, token = await self._store.lock(rkey, self._lock(rkey))
-            if won is not True:
+            claim = await self._store.lock(rkey, self._lock(rkey), self._marker(rkey))
+            if claim.outcome is not True:
                 return
             try:
-                await self._load_locked(rkey, loader, policy, token)
+                await self._load_locked(rkey, loader, policy, claim)
             except Exception as exc:
                 log.warning("cache: background refresh of %s failed: %s", rkey, type(exc).__name__)
         finally:

@@ -20,6 +20,7 @@ from typing import Literal
 VERSION = "c1"
 MAX_KEY_LENGTH = 512
 LOCK_PREFIX = "~lock:"
+GEN_PREFIX = "~gen:"
 
 Kind = Literal["v", "n"]
 Freshness = Literal["fresh", "stale", "expired"]
@@ -95,3 +96,9 @@ def value_key(namespace: str, key: str) -> str:
 def lock_key(value_key: str, namespace: str) -> str:
     """The stampede lock of a value key: `{namespace}:~lock:{key}` (user keys never start '~')."""
     return f"{namespace}:{LOCK_PREFIX}{value_key[len(namespace) + 1 :]}"
+
+
+def gen_key(value_key: str, namespace: str) -> str:
+    """The invalidation marker of a value key: `{namespace}:~gen:{key}`. `invalidate` sets it
+    to a new random value; a load's write only lands if it still holds what the load saw."""
+    return f"{namespace}:{GEN_PREFIX}{value_key[len(namespace) + 1 :]}"

@@ -15,10 +15,15 @@ from typing import Any, Final, TypeVar
 
 from shared.cache.codec import Codec, encode_text
 from shared.cache.entry import Entry, decode_entry, encode_entry
-from shared.cache.scripts import LOCK_UNLESS_FRESH, UNLOCK, WRITE_AND_UNLOCK
+from shared.cache.scripts import (
+    INVALIDATE,
+    LOCK_UNLESS_FRESH,
+    WRITE_AND_UNLOCK,
+    WRITE_UNLESS_INVALIDATED,
+)
 from shared.durations import Duration, parse_duration_ms
 from shared.errors import UpstashError
-from shared.redis import Redis
+from shared.redis import Redis, delete_if_equals
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,11 @@ class Failed:
 
 
 FAILED: Final = Failed()
+
+# How long an invalidation marker is kept: longer than any load can run (the platforms end a
+# request, and its waitUntil work, within minutes), so a load that began before an
+# invalidation always finds the marker changed when it tries to write.
+MARKER_MS: Final = 10 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,22 @@ def poll_delays(wait_ms: int) -> list[float]:
         total += step
         step = min(step * 2, 100)
     return delays
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of trying to take the stampede lock.
+
+    `outcome`: True (the lock is ours: load, then `put_and_unlock`), False (someone
+    else holds it), the text of a fresh entry written meanwhile, or FAILED. `marker`
+    is the key's invalidation marker when the lock was tried, the condition of the
+    write that follows the load.
+    """
+
+    outcome: bool | str | bytes | Failed
+    token: str
+    marker_key: str
+    marker: str = ""
 
 
 class EntryStore:
@@ -155,45 +181,70 @@ class EntryStore:
         text, ttl_ms = encoded
         return await self.guard("SET", self.redis.set(rkey, text, px=ttl_ms)) is True
 
-    async def put_and_unlock(
-        self, rkey: str, lock: str, token: str, value: Any, policy: Policy
-    ) -> None:
-        """The miss write: entry and lock release in ONE command (just the release when
-        there is nothing to cache)."""
+    async def put_unless_invalidated(
+        self, rkey: str, marker_key: str, marker: str, value: Any, policy: Policy
+    ) -> bool:
+        """Writes the entry unless `rkey` was invalidated since its load began (the marker
+        changed from `marker`); False when it was, or nothing was written."""
         encoded = self.encode(rkey, value, policy)
         if encoded is None:
-            await self.unlock(lock, token)
+            return False
+        text, ttl_ms = encoded
+        run = WRITE_UNLESS_INVALIDATED.run(self.redis, [rkey, marker_key], [text, ttl_ms, marker])
+        return await self.guard("WRITE", run) == 1
+
+    async def put_and_unlock(
+        self, rkey: str, lock: str, claim: Claim, value: Any, policy: Policy
+    ) -> None:
+        """The miss write: the entry (unless invalidated since the load began) and the lock
+        release in ONE command (just the release when there is nothing to cache)."""
+        encoded = self.encode(rkey, value, policy)
+        if encoded is None:
+            await self.unlock(lock, claim.token)
             return
         text, ttl_ms = encoded
-        run = WRITE_AND_UNLOCK.run(self.redis, [rkey, lock], [text, ttl_ms, token])
+        keys = [rkey, lock, claim.marker_key]
+        run = WRITE_AND_UNLOCK.run(self.redis, keys, [text, ttl_ms, claim.token, claim.marker])
         await self.guard("WRITE", run)
 
-    async def delete(self, rkeys: list[str]) -> bool:
-        return not isinstance(await self.guard("DEL", self.redis.delete(*rkeys)), Failed)
+    async def invalidate(self, keys: list[tuple[str, str, str]]) -> bool:
+        """Deletes entries and their locks and changes their markers, in ONE command:
+        `keys` holds (value key, lock key, marker key) triples."""
+        flat = [k for triple in keys for k in triple]
+        run = INVALIDATE.run(self.redis, flat, [secrets.token_hex(12), MARKER_MS])
+        return not isinstance(await self.guard("INVALIDATE", run), Failed)
 
     # -- the stampede lock ---------------------------------------------------------------
 
-    async def lock(self, rkey: str, lock: str) -> tuple[bool | str | bytes | Failed, str]:
-        """Takes the lock unless the entry is fresh: (True: ours | False: someone else's |
-        the fresh entry's text | FAILED, our token). One command."""
+    async def lock(self, rkey: str, lock: str, marker_key: str) -> Claim:
+        """Takes the lock unless the entry is fresh, in one command; see `Claim`."""
         token = secrets.token_hex(12)
-        keys, args = [rkey, lock], [str(self.now_ms()), token, str(self.lock_ms)]
+        keys, args = [rkey, lock, marker_key], [str(self.now_ms()), token, str(self.lock_ms)]
         reply = await self.guard("LOCK", LOCK_UNLESS_FRESH.run(self.redis, keys, args))
         if isinstance(reply, Failed):
-            return reply, token
+            return Claim(reply, token, marker_key)
         if not isinstance(reply, list) or not reply:
             log.warning("cache: unexpected lock reply type %s", type(reply).__name__)
-            return FAILED, token
-        if len(reply) > 1 and isinstance(reply[1], str | bytes):
-            return reply[1], token
-        return reply[0] == 1, token
+            return Claim(FAILED, token, marker_key)
+        marker = _text(reply[1]) if len(reply) > 1 else ""
+        if reply[0] == 2 and len(reply) == 3 and isinstance(reply[2], str | bytes):
+            return Claim(reply[2], token, marker_key, marker)
+        return Claim(reply[0] == 1, token, marker_key, marker)
 
     async def unlock(self, lock: str, token: str) -> None:
-        await self.guard("UNLOCK", UNLOCK.run(self.redis, [lock], [token]))
+        """Releases the lock if we still own it (it may have expired and been taken)."""
+        await self.guard("UNLOCK", delete_if_equals(self.redis, lock, token))
 
-    async def poll(self, rkey: str, lock: str) -> tuple[Any, Any] | Failed:
-        """(entry, lock holder) in one `MGET`."""
-        pair = await self.guard("POLL", self.redis.mget(rkey, lock))
-        if isinstance(pair, Failed):
-            return pair
-        return pair[0], pair[1]
+    async def poll(self, rkey: str, lock: str, marker_key: str) -> tuple[Any, Any, str] | Failed:
+        """(entry, lock holder, invalidation marker) in one `MGET`."""
+        found = await self.guard("POLL", self.redis.mget(rkey, lock, marker_key))
+        if isinstance(found, Failed):
+            return found
+        return found[0], found[1], _text(found[2])
+
+
+def _text(raw: Any) -> str:
+    """A marker as text ('' when absent)."""
+    if raw is None:
+        return ""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

@@ -18,6 +18,7 @@ from shared.jobs.email_message import (
 )
 from shared.jobs.email_sender import (
     DEFAULT_API_URL,
+    DEFAULT_DEADLINE,
     EmailError,
     EmailSender,
     EmailSendError,
@@ -28,6 +29,7 @@ from shared.jobs.email_sender import (
 
 __all__ = [
     "DEFAULT_API_URL",
+    "DEFAULT_DEADLINE",
     "EmailError",
     "EmailMessage",
     "EmailSendError",

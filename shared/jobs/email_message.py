@@ -3,7 +3,9 @@
     message = build_confirmation_email(order, sender="Shop <orders@example.com>")
 
 The job handler rebuilds the same message on every QStash retry; every
-user-supplied value is HTML-escaped. Standard library only (imports in Pyodide).
+user-supplied value is HTML-escaped. The recipient must pass the API's own
+address rule (`shared.jobs.email_address`), so what the API accepted can be built.
+Standard library only (imports in Pyodide).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+
+from shared.jobs.email_address import check_email
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +30,6 @@ LineItem = tuple[str, int, int]
 def single_line(value: str) -> str:
     """Control characters (CR/LF above all) become spaces: header values stay one line."""
     return "".join(ch if ch.isprintable() else " " for ch in value).strip()
-
-
-def _check_address(field_name: str, value: str) -> None:
-    if not value or "@" not in value or any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"{field_name} must be one email address without spaces")
 
 
 def _is_count(value: object, minimum: int) -> bool:
@@ -57,7 +56,7 @@ class OrderSummary:
     def __post_init__(self) -> None:
         if not self.order_id.strip():
             raise ValueError("order_id is empty")
-        _check_address("customer_email", self.customer_email)
+        check_email(self.customer_email, "customer_email")  # the API's rule, once more
         items = tuple(tuple(item) for item in self.items)  # accept lists, store hashable tuples
         if not items:
             raise ValueError("an order needs at least one item")

@@ -10,19 +10,25 @@ Errors join the core's one tree (`shared.errors`):
         └── EmailSendError(status, message, retryable, code, retry_after)
 
 `retryable` is the decision the job handler needs: True (transport failure,
-timeout, 408, 429, 5xx, a concurrent request with the same key) -> drop the lease
-and answer 5xx so QStash retries; False (any other 4xx) -> answer 489 so QStash
-stops. Messages never carry the API key or the recipient address.
+deadline passed, 408, 429, 5xx, a concurrent request with the same key) -> drop
+the lease and answer 5xx so QStash retries; False (any other 4xx) -> answer 489
+so QStash stops. Messages never carry the API key or the recipient address.
+
+Every send has one total deadline (`deadline`, 8 s by default) around the whole
+exchange, connecting and reading the body included, not a per-phase timeout: a
+provider that accepts the connection and never answers costs the job at most
+that long, well inside Vercel's `maxDuration` (30 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
+from shared.config import check_url
 from shared.errors import TransportError, UpstashError
 from shared.http.transport import HttpRequest, HttpResponse, Transport
 from shared.jobs.email_message import EmailMessage, single_line
@@ -30,7 +36,7 @@ from shared.jobs.email_message import EmailMessage, single_line
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.resend.com"
-DEFAULT_TIMEOUT = 5.0
+DEFAULT_DEADLINE = 8.0
 MAX_IDEMPOTENCY_KEY = 256  # Resend: "The key must be between 1-256 chars."
 _MAX_ERROR_TEXT = 300
 
@@ -141,19 +147,12 @@ def parse_send_response(response: HttpResponse, *, redact: Sequence[str] = ()) -
     )
 
 
-def _check_api_url(api_url: str) -> str:
-    url = api_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError("api_url must be an http(s) URL such as https://api.resend.com")
-    return url
-
-
 class EmailSender:
     """Sends `EmailMessage`s through Resend's API (or the devstack email sink).
 
     It never retries by itself: the job runs under QStash, whose retries (with the
-    same idempotency key) are bounded and survive a crashed instance.
+    same idempotency key) are bounded and survive a crashed instance. `deadline`
+    (seconds) bounds each `send` as a whole.
     """
 
     def __init__(
@@ -162,20 +161,20 @@ class EmailSender:
         api_url: str = DEFAULT_API_URL,
         *,
         api_key: str,
-        timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         key = api_key.strip()
         if not key or any(ch.isspace() or not ch.isprintable() for ch in key):
             raise ValueError("api_key is empty or contains whitespace (a paste error?)")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+            raise ValueError("deadline must be > 0 seconds")
         self._transport = transport
-        self._api_url = _check_api_url(api_url)
+        self._api_url = check_url("api_url", api_url)
         self._api_key = key
-        self._timeout = timeout
+        self._deadline = float(deadline)
 
     def __repr__(self) -> str:  # never show the key
-        return f"EmailSender(api_url={self._api_url!r}, timeout={self._timeout:g})"
+        return f"EmailSender(api_url={self._api_url!r}, deadline={self._deadline:g})"
 
     async def send(self, message: EmailMessage, *, idempotency_key: str) -> str:
         """Sends `message` once per `idempotency_key` (24 h) and returns the provider's id."""
@@ -184,10 +183,14 @@ class EmailSender:
             api_url=self._api_url,
             api_key=self._api_key,
             idempotency_key=idempotency_key,
-            timeout=self._timeout,
+            timeout=self._deadline,
         )
         try:
-            response = await self._transport.send(request)
+            async with asyncio.timeout(self._deadline):
+                response = await self._transport.send(request)
+        except TimeoutError as exc:  # the whole exchange, whatever phase it hung in
+            late = f"no answer within the {self._deadline:g}s deadline"
+            raise EmailSendError(None, late, retryable=True) from exc
         except TransportError as exc:  # its message names the method and error type only
             raise EmailSendError(None, str(exc), retryable=True) from exc
         email_id = parse_send_response(response, redact=(self._api_key, message.to))

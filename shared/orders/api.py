@@ -13,11 +13,11 @@ from shared.app.errors import HttpError
 from shared.app.http import Request, Response
 from shared.app.ratelimiting import rate_gate
 from shared.app.router import Router
-from shared.orders.models import OrderIn, openapi_document
+from shared.orders.models import IDEMPOTENCY_KEY_PATTERN, OrderIn, openapi_document
 from shared.orders.records import Item
 from shared.orders.service import IdempotencyConflict, NewOrder, OrderGone, OrderService
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, object]]:

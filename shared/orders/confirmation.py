@@ -6,25 +6,29 @@ At most one email per order, even when QStash delivers twice or concurrently:
 3. a short lease (`SET NX PX`) makes concurrent deliveries wait their turn (409:
    QStash retries them, and by then the marker answers);
 4. the provider gets an `Idempotency-Key`, covering a crash between send and marker.
-A provider failure releases the lease and answers 503 so QStash retries; a job
-that can never succeed answers 489 with `Upstash-NonRetryable-Error: true`.
+A provider failure (or a marker that could not be written) refunds the recipient's
+rate-limit token, releases the lease and answers 503 so QStash retries; a job that
+can never succeed (order gone or unreadable, an address or amount the builder
+refuses, the provider refusing the message) answers 489 with
+`Upstash-NonRetryable-Error: true`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import json
 import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from shared.app.errors import HttpError
-from shared.app.http import Request, Response
+from shared.app.http import Request, Response, loads_bounded
 from shared.app.router import Router
-from shared.errors import SignatureError
+from shared.errors import SignatureError, UpstashError
 from shared.jobs.email import (
+    EmailMessage,
     EmailSender,
     EmailSendError,
     OrderSummary,
@@ -34,7 +38,7 @@ from shared.orders.records import ORDER_ID, OrderRecord
 from shared.orders.repository import OrderRepository
 from shared.qstash import Receiver
 from shared.ratelimit import Ratelimit
-from shared.redis import Redis, Script
+from shared.redis import Redis, delete_if_equals
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,6 @@ JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
 NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
-
-# KEYS: lease key. ARGV: the holder's token. Deletes the lease only if we still hold it.
-RELEASE = Script(
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ class ConfirmationJob:
 def parse_job(body: bytes) -> ConfirmationJob:
     """The job payload, or `HttpError(489)`: a malformed job never becomes valid."""
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)
     except (ValueError, UnicodeDecodeError):
         raise HttpError(489, "Job payload is not JSON", headers=NON_RETRYABLE) from None
     order_id = data.get("orderId") if isinstance(data, dict) else None
@@ -79,6 +78,46 @@ def summary_of(order: OrderRecord) -> OrderSummary:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A stored order that cannot be parsed (corrupt or from an incompatible version)."""
+
+    error_type: str
+
+
+async def read_order(repository: OrderRepository, order_id: str) -> OrderRecord | Unreadable | None:
+    """The stored order, None when it is gone, or `Unreadable`: a permanent condition."""
+    try:
+        return await repository.get(order_id)
+    except (KeyError, TypeError, ValueError) as exc:  # RedisDecodeError is a ValueError too
+        log.warning("order %s is unreadable: %s", order_id, type(exc).__name__)
+        return Unreadable(type(exc).__name__)
+
+
+def build_message(order: OrderRecord, email_from: str) -> EmailMessage:
+    """The email for `order`, or `HttpError(489)`: what the builder refuses now (an address
+    stored before the API's rule, a malformed amount) it refuses on every retry."""
+    try:
+        return build_confirmation_email(summary_of(order), sender=email_from)
+    except ValueError as exc:
+        # The message names the field and the rule, never the value.
+        log.warning("order %s cannot be emailed: %s", order.id, exc)
+        raise HttpError(489, "Order cannot be emailed", str(exc), headers=NON_RETRYABLE) from None
+
+
+async def mark_sent(redis: Redis[Any], sent_key: str, lease_key: str, email_id: str) -> bool:
+    """Records the sent marker and drops the lease in one transaction; False when the marker
+    command failed (a per-command error comes back as a value, not raised)."""
+    tx = redis.multi()
+    tx.set(sent_key, email_id, ex=SENT_TTL_S)
+    tx.delete(lease_key)  # if only this fails, the lease expires on its own
+    marker, _ = await tx.exec()
+    if isinstance(marker, Exception):
+        log.warning("sent marker not written: %s", type(marker).__name__)
+        return False
+    return True
+
+
 def recipient_id(email: str) -> str:
     """Rate-limit identity of a recipient: a hash, so no address lands in Redis keys."""
     return "rcpt:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
@@ -95,6 +134,14 @@ def confirmation_routes(
     recipient_limiter: Ratelimit,
 ) -> Router:
     router = Router()
+
+    async def give_back(rate_taken: bool, recipient: str, lease_key: str, token: str) -> None:
+        """After a failed attempt: refund the recipient's token, release the lease (both
+        best effort: the budget's window and the lease's TTL end either anyway)."""
+        with contextlib.suppress(UpstashError):
+            if rate_taken:
+                await recipient_limiter.limit(recipient, rate=-1)
+            await delete_if_equals(redis, lease_key, token)
 
     @router.route("POST", JOB_PATH)
     async def send_confirmation(request: Request) -> Response:
@@ -113,11 +160,16 @@ def confirmation_routes(
         # One round trip each (auto-pipelined): the marker with the order, then the lease
         # with a second look at the marker (a delivery that just finished sets the marker
         # and drops its lease in one transaction, so the pair sees one state or the other).
-        sent, order = await asyncio.gather(redis.exists(sent_key), repository.get(job.order_id))
+        sent, order = await asyncio.gather(
+            redis.exists(sent_key), read_order(repository, job.order_id)
+        )
         if sent:
             return Response.json({"status": "already_sent"})
         if order is None:
             raise HttpError(489, "Order no longer exists", headers=NON_RETRYABLE)
+        if isinstance(order, Unreadable):
+            raise HttpError(489, "Stored order is unreadable", headers=NON_RETRYABLE)
+        message = build_message(order, email_from)  # pure; no retry can change its outcome
         token = secrets.token_hex(16)
         leased, sent = await asyncio.gather(
             redis.set(lease_key, token, px=LEASE_MS, nx=True), redis.exists(sent_key)
@@ -127,31 +179,48 @@ def confirmation_routes(
                 409, "Another delivery is sending this email", headers={"retry-after": "5"}
             )
         if sent:
-            await RELEASE.run(redis, [lease_key], [token])
+            await delete_if_equals(redis, lease_key, token)
             return Response.json({"status": "already_sent"})
+        # The budget counts emails sent, not attempts: a token is taken before the send (so
+        # concurrent orders to one address cannot overshoot) and refunded when the attempt
+        # fails. A refund after an email that was in fact sent is made up by the retry,
+        # which takes a token again and gets the same email back (idempotency key).
+        recipient = recipient_id(order.customer_email)
+        rate_taken = False
         try:
-            allowed = await recipient_limiter.limit(recipient_id(order.customer_email))
+            allowed = await recipient_limiter.limit(recipient)
+            rate_taken = allowed.success and allowed.reason is None
             if not allowed.success:
                 seconds = recipient_limiter.headers(allowed).get("Retry-After", "60")
                 raise HttpError(
                     429, "Too many emails to this recipient", headers={"retry-after": seconds}
                 )
-            message = build_confirmation_email(summary_of(order), sender=email_from)
             email_id = await sender.send(message, idempotency_key=f"order-confirmation/{order.id}")
         except EmailSendError as exc:
-            await RELEASE.run(redis, [lease_key], [token])
+            await give_back(rate_taken, recipient, lease_key, token)
             if exc.retryable:
                 raise HttpError(503, "Email provider unavailable; QStash will retry") from None
             raise HttpError(
                 489, "Email provider refused the message", headers=NON_RETRYABLE
             ) from None
+        except ValueError as exc:  # the send request could not be built: never will be
+            await give_back(rate_taken, recipient, lease_key, token)
+            log.warning("order %s: send request refused: %s", order.id, exc)
+            raise HttpError(489, "Order cannot be emailed", headers=NON_RETRYABLE) from None
         except BaseException:
-            await RELEASE.run(redis, [lease_key], [token])
+            await give_back(rate_taken, recipient, lease_key, token)
             raise
-        tx = redis.multi()
-        tx.set(sent_key, email_id, ex=SENT_TTL_S)
-        tx.delete(lease_key)
-        await tx.exec()
+        try:
+            marked = await mark_sent(redis, sent_key, lease_key, email_id)
+        except BaseException:
+            await give_back(rate_taken, recipient, lease_key, token)
+            raise
+        if not marked:
+            # No marker: answering 200 would let a later duplicate delivery send again
+            # unguarded. A 503 makes QStash retry; the provider's idempotency key makes
+            # that retry return this same email instead of sending a second one.
+            await give_back(rate_taken, recipient, lease_key, token)
+            raise HttpError(503, "Could not record the sent email; QStash will retry")
         return Response.json({"status": "sent", "email_id": email_id})
 
     return router

@@ -1,25 +1,56 @@
-"""Request and response models (pydantic): validation and the OpenAPI document."""
+"""Request and response models (pydantic): validation and the OpenAPI document.
+
+Validation is strict: a JSON `true`, `"2"`, `2.0` or `1e3` is not an integer, and
+only a JSON string is a string. `customer_email` follows the one address rule in
+`shared.jobs.email_address`, the same function the email builder applies, so an
+order the API accepts can always be emailed; the OpenAPI schema states that rule
+as a pattern and a maximum length.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+
+from shared.jobs.email_address import (
+    EMAIL_PATTERN,
+    LOCAL_LENGTH_PATTERN,
+    MAX_EMAIL_LENGTH,
+    check_email,
+)
+
+
+def _customer_email(value: str) -> str:
+    return check_email(value, "customer_email")
+
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Email = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True,
-        max_length=254,
-        pattern=r"^[^@\s<>\"]{1,64}@[^@\s<>\"]+\.[^@\s<>\"]+$",
+    AfterValidator(_customer_email),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": MAX_EMAIL_LENGTH,
+            "pattern": EMAIL_PATTERN,
+            "allOf": [{"pattern": LOCAL_LENGTH_PATTERN}],
+            "description": (
+                "An ASCII address: a dot-atom local part of at most 64 characters, a domain "
+                "of letters, digits and inner hyphens (internationalized domains in xn-- "
+                "form); no whitespace, quotes, angle brackets or control characters."
+            ),
+        }
     ),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+"""What `POST /api/orders` accepts as `Idempotency-Key`: 1-255 visible ASCII characters."""
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     sku: Sku
     quantity: int = Field(ge=1, le=1000)
@@ -29,7 +60,7 @@ class ItemIn(BaseModel):
 class OrderIn(BaseModel):
     """`POST /api/orders` body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     customer_email: Email
     items: list[ItemIn] = Field(min_length=1, max_length=50)
@@ -61,90 +92,7 @@ class ErrorOut(BaseModel):
 
 
 def openapi_document(app_url: str) -> dict[str, Any]:
-    """OpenAPI 3.1 for the public routes, from the models above."""
-    defs: dict[str, Any] = {}
-    for model in (OrderIn, OrderOut, OrderCreated, ErrorOut):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        defs.update(schema.pop("$defs", {}))
-        defs[model.__name__] = schema
+    """OpenAPI 3.1 for every public route (built in `shared.orders.openapi`)."""
+    from shared.orders.openapi import build_document
 
-    def ref(name: str) -> dict[str, Any]:
-        return {
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-        }
-
-    error = {"description": "error", **ref("ErrorOut")}
-    token = [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}]
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Orders API (Upstash edge template)", "version": "1.0.0"},
-        "servers": [{"url": app_url}],
-        "components": {
-            "schemas": defs,
-            "securitySchemes": {"orderToken": {"type": "http", "scheme": "bearer"}},
-        },
-        "paths": {
-            "/api/orders": {
-                "post": {
-                    "summary": "Create an order (optional Idempotency-Key header)",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                        }
-                    ],
-                    "requestBody": {"required": True, **ref("OrderIn")},
-                    "responses": {
-                        "201": {"description": "created", **ref("OrderCreated")},
-                        "400": error,
-                        "409": error,
-                        "413": error,
-                        "422": error,
-                        "429": error,
-                    },
-                }
-            },
-            "/api/orders/{id}": {
-                "get": {
-                    "summary": "Read an order with its access token",
-                    "security": [{"orderToken": []}],
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        *token,
-                    ],
-                    "responses": {
-                        "200": {"description": "the order", **ref("OrderOut")},
-                        "404": error,
-                        "429": error,
-                    },
-                },
-                "delete": {
-                    "summary": "Erase an order and its cache entry",
-                    "security": [{"orderToken": []}],
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        *token,
-                    ],
-                    "responses": {"204": {"description": "erased"}, "404": error},
-                },
-            },
-            "/api/health": {
-                "get": {
-                    "summary": "Redis reachability and latency",
-                    "responses": {"200": {"description": "ok"}, "503": error},
-                }
-            },
-        },
-    }
+    return build_document(app_url)

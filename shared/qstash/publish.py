@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
@@ -64,7 +64,7 @@ class PublishOptions:
     content_based_deduplication: bool = False
     callback: str | None = None
     failure_callback: str | None = None
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)  # may hold secrets
     method: Method | None = None
     timeout: Duration | None = None
     retry_delay: str | None = None

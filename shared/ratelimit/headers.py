@@ -8,6 +8,12 @@ draft-ietf-httpapi-ratelimit-headers-09 (structured fields, delta seconds):
     RateLimit: "default";r=3;t=5
 
 plus `Retry-After` (seconds) on a denial that has a reset time.
+
+When Redis did not decide (`reason` "timeout" or "error": the limiter failed open
+or closed), the current quota is unknown, so only the configured policy is stated
+(`X-RateLimit-Limit`, `RateLimit-Policy`): no remaining count, reset or `RateLimit`
+field is invented. A fail-closed denial adds `Retry-After: 1`, since the next
+request asks Redis again.
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ def rate_limit_headers(
         raise ValueError(f"policy name must match {_POLICY_NAME.pattern}, got {policy!r}")
     if isinstance(policy_window_s, bool) or policy_window_s < 1:
         raise ValueError(f"policy_window_s must be >= 1, got {policy_window_s!r}")
+    policy_field = f'"{policy}";q={result.limit};w={policy_window_s}'
+    if result.reason in ("timeout", "error"):
+        unknown = {"X-RateLimit-Limit": str(result.limit), "RateLimit-Policy": policy_field}
+        if not result.success:
+            unknown["Retry-After"] = "1"
+        return unknown
     now = int(time.time() * 1000) if now_ms is None else now_ms
     seconds_left = max(0, math.ceil((result.reset - now) / 1000)) if result.reset else 0
     remaining = max(0, result.remaining)
@@ -46,7 +58,7 @@ def rate_limit_headers(
         "X-RateLimit-Limit": str(result.limit),
         "X-RateLimit-Remaining": str(remaining),
         "X-RateLimit-Reset": str(result.reset),
-        "RateLimit-Policy": f'"{policy}";q={result.limit};w={policy_window_s}',
+        "RateLimit-Policy": policy_field,
         "RateLimit": f'"{policy}";r={remaining};t={seconds_left}',
     }
     if not result.success and result.reset:

@@ -67,7 +67,9 @@ class Ratelimit:
 
     `on_error` says what a slow (`timeout`, default 1 s) or failing Redis means:
     `"allow"` fails open, `"deny"` fails closed; `result.reason` tells which happened.
-    `limit()` never raises for Redis trouble, only for bad arguments (`ValueError`).
+    `limit()` never raises for Redis trouble (any failure of the Redis call, an identifier
+    the wire cannot encode included), only for bad arguments (`ValueError`: an empty or
+    non-string identifier, a non-integer rate).
     """
 
     fixed_window = staticmethod(fixed_window)
@@ -180,9 +182,15 @@ class Ratelimit:
                 return await self.limiter.decide(self._context(), self._key(identifier), rate, now)
         except (TimeoutError, TransportTimeout):
             reason = "timeout"
-        except UpstashError as exc:
+        except UpstashError as exc:  # messages carry no values: safe to log
             reason = "error"
             log.warning("rate limiter: Redis failed (%s): %s", type(exc).__name__, exc)
+        except Exception as exc:
+            # Anything else on the way (an argument the wire cannot carry, a reply that
+            # breaks a parser) is still Redis trouble to the caller: on_error decides.
+            # Only the type is logged: the message may quote the identifier.
+            reason = "error"
+            log.warning("rate limiter: Redis call failed (%s)", type(exc).__name__)
         return Decision(self.on_error == "allow", self.limiter.limit, 0, now, reason=reason)
 
     # -- inspecting and resetting ----------------------------------------------------------

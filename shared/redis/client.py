@@ -227,7 +227,7 @@ class Redis(CommandMethods[V]):
         retryable: bool,
     ) -> list[Reply]:
         """One HTTP request; retried on transport errors only when `retryable`."""
-        body = encode_body([c.args for c in commands], mode)
+        body = encode_body([c.wire for c in commands], mode)
         url = self._conn.endpoint.url + PATHS[mode]
         loop = asyncio.get_running_loop()
         started = loop.time()

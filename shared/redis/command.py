@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from shared.redis.protocol import Arg, command_name, decode_bytes, decode_text
+from shared.redis.protocol import Arg, command_name, decode_bytes, decode_text, encode_command
 
 T = TypeVar("T")
 
@@ -26,11 +26,16 @@ Parser = Callable[[Any, Decoder, str], T]
 
 @dataclass(frozen=True, slots=True)
 class Command(Generic[T]):
-    """One Redis command and the parser of its (base64-encoded) reply."""
+    """One Redis command and the parser of its (base64-encoded) reply.
+
+    `wire` is the command's JSON array, encoded once when the command is built: a
+    bad argument fails there, for its caller alone, never the batch it would join.
+    """
 
     args: tuple[Arg, ...]
     parse: Parser[T]
-    read_only: bool = False
+    read_only: bool
+    wire: bytes
 
     @property
     def name(self) -> str:
@@ -41,4 +46,6 @@ class Command(Generic[T]):
 
 
 def build(args: Sequence[Arg], parse: Parser[T], *, read_only: bool = False) -> Command[T]:
-    return Command(tuple(args), parse, read_only)
+    """The command, encoded now; raises `ValueError` for an argument the wire cannot carry."""
+    frozen = tuple(args)
+    return Command(frozen, parse, read_only, encode_command(frozen))

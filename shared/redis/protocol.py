@@ -54,21 +54,28 @@ def encode_arg(arg: Arg) -> str | int:
     raise ValueError(f"unsupported Redis argument type {type(arg).__name__}")
 
 
-def encode_command(args: Sequence[Arg]) -> list[str | int]:
+def encode_command(args: Sequence[Arg]) -> bytes:
+    """One command as its JSON array, encoded when the command is built so that an
+    argument the wire cannot carry raises `ValueError` for its own caller only."""
     if not args:
         raise ValueError("a command needs at least its name")
-    return [encode_arg(a) for a in args]
+    text = json.dumps([encode_arg(a) for a in args], separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "string argument is not valid Unicode (lone surrogate) and cannot travel as UTF-8"
+        ) from None
 
 
-def encode_body(commands: Sequence[Sequence[Arg]], mode: Mode) -> bytes:
-    """The request body for one command (`single`) or several (`pipeline`, `multi`)."""
+def encode_body(commands: Sequence[bytes], mode: Mode) -> bytes:
+    """The request body from encoded commands: one (`single`) or an array (`pipeline`,
+    `multi`). Joining cannot fail: every command was checked by `encode_command`."""
     if mode == "single":
         if len(commands) != 1:
             raise ValueError("single mode sends exactly one command")
-        payload: Any = encode_command(commands[0])
-    else:
-        payload = [encode_command(c) for c in commands]
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return commands[0]
+    return b"[" + b",".join(commands) + b"]"
 
 
 def command_name(args: Sequence[Arg]) -> str:

@@ -40,3 +40,26 @@ class Script:
 
     def __repr__(self) -> str:
         return f"Script(sha={self.sha[:12]})"
+
+
+# Deletes a key only while it still holds the caller's token: the release of a lock or
+# lease that may have expired and been taken by someone else meanwhile.
+# KEYS[1] the lock key; ARGV[1] the caller's token. Returns 1 when deleted, else 0.
+COMPARE_AND_DELETE = Script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+""".strip()
+)
+
+
+async def delete_if_equals(redis: Redis[Any], key: str, token: str) -> bool:
+    """Releases `key` if it still holds `token` (one command); True when it was deleted.
+
+    if await redis.set(lease, token, px=30_000, nx=True):
+        try: ...
+        finally: await delete_if_equals(redis, lease, token)
+    """
+    return bool(await COMPARE_AND_DELETE.run(redis, [key], [token]) == 1)

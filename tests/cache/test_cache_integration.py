@@ -110,8 +110,9 @@ async def test_foreign_value_under_the_key_is_replaced(redis: Redis[str], namesp
 
 
 async def test_set_get_invalidate(redis: Redis[str], namespace: str, stats: ServerStats) -> None:
-    """set/get round-trip; invalidate removes several keys in ONE request."""
+    """set/get round-trip; invalidate removes several keys in ONE command."""
     cache = Cache(redis, namespace=namespace)
+    assert await cache.invalidate("warm-up")  # loads the Lua script once
     assert await cache.set("a", 1) and await cache.set("b", [1]) and await cache.set("c", "")
     assert [await cache.get(k) for k in ("a", "b", "c", "d")] == [1, [1], "", None]
     before = await stats.read()
@@ -312,3 +313,93 @@ async def test_two_requests_never_share_a_flight(redis: Redis[str], namespace: s
 
     await asyncio.gather(request(1), request(2))
     assert seen == [0, 0]
+
+
+class GatedOrigin:
+    """A loader that returns the value it read at call time only once released: a read that
+    happened before a DELETE and answers after it."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        seen = self.value
+        self.started.set()
+        await self.release.wait()
+        return seen
+
+
+async def _in_request(work: Any) -> Any:
+    async with request_scope():
+        result = await work
+        await background().drain()
+        return result
+
+
+async def test_invalidation_during_a_miss_defeats_its_write(
+    redis: Redis[str], namespace: str
+) -> None:
+    """A miss (lock holder) whose load began before an invalidation does not write the old
+    value back: the next read is a MISS that loads again."""
+    cache = Cache(redis, namespace=namespace, ttl="1h")
+    origin = GatedOrigin({"id": 1, "status": "live"})
+    load = asyncio.create_task(_in_request(cache.get_or_load_result("order:1", origin)))
+    await asyncio.wait_for(origin.started.wait(), 5)
+    assert await cache.invalidate("order:1")  # the order is deleted meanwhile
+    origin.release.set()
+    first = await asyncio.wait_for(load, 5)
+    assert (first.status, first.value) == ("MISS", {"id": 1, "status": "live"})
+    assert await redis.exists(cache.key("order:1"), f"{namespace}:~lock:order:1") == 0
+    after = await cache.get_or_load_result("order:1", Origin(None))
+    assert (after.status, after.value) == ("MISS", None)
+
+
+async def test_invalidation_during_a_waiters_load_defeats_its_write(
+    redis: Redis[str], namespace: str
+) -> None:
+    """A caller that waited for a lock holder and then loaded itself does not write back a value
+    read before an invalidation."""
+    cache = Cache(redis, namespace=namespace, ttl="1h", lock_ttl="10s", wait_timeout="100ms")
+    await redis.set(f"{namespace}:~lock:order:2", "someone-dead", px=10_000)
+    origin = GatedOrigin("old")
+    load = asyncio.create_task(_in_request(cache.get_or_load_result("order:2", origin)))
+    await asyncio.wait_for(origin.started.wait(), 5)
+    assert await cache.invalidate("order:2")
+    origin.release.set()
+    assert (await asyncio.wait_for(load, 5)).value == "old"
+    assert await cache.get("order:2") is None
+
+
+async def test_invalidation_during_a_refresh_defeats_its_write(
+    redis: Redis[str], namespace: str, clock: Clock
+) -> None:
+    """A stale-while-revalidate refresh that read before an invalidation does not write back."""
+    cache = Cache(redis, namespace=namespace, ttl="10s", stale_ttl="1h", now_ms=clock)
+    await cache.set("order:3", "v1")
+    clock.advance(11)
+    origin = GatedOrigin("v2-read-before-delete")
+
+    async def stale_request() -> Any:
+        async with request_scope():
+            result = await cache.get_or_load_result("order:3", origin)
+            await asyncio.wait_for(origin.started.wait(), 5)
+            assert await cache.invalidate("order:3")
+            origin.release.set()
+            await background().drain()  # the refresh finishes
+            return result
+
+    stale = await asyncio.wait_for(stale_request(), 10)
+    assert (stale.status, stale.value) == ("STALE", "v1")
+    assert await cache.get("order:3") is None
+
+
+async def test_a_load_after_an_invalidation_is_cached(redis: Redis[str], namespace: str) -> None:
+    """An invalidation defeats only loads that began before it: the next load is cached."""
+    cache = Cache(redis, namespace=namespace, ttl="1h")
+    assert await cache.invalidate("order:4")
+    assert (await cache.get_or_load_result("order:4", Origin("new"))).status == "MISS"
+    assert (await cache.get_or_load_result("order:4", Origin("never"))).status == "HIT"

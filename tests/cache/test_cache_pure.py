@@ -9,7 +9,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from shared.cache import Cache, Entry, JsonCodec, as_codec, decode_entry, encode_entry
 from shared.cache.codec import AdapterCodec, ModelCodec, encode_text
-from shared.cache.entry import MAX_KEY_LENGTH, check_key, lock_key, value_key
+from shared.cache.entry import MAX_KEY_LENGTH, check_key, gen_key, lock_key, value_key
 from shared.cache.store import poll_delays
 from shared.redis import Redis
 
@@ -86,9 +86,11 @@ def test_bad_keys_raise_clear_value_errors(key: str, message: str) -> None:
 
 
 def test_keys_are_namespaced_in_one_place() -> None:
-    """Values live at `{ns}:{key}`, locks at `{ns}:~lock:{key}`, which no value key can be."""
+    """Values live at `{ns}:{key}`, locks at `{ns}:~lock:{key}` and invalidation markers at
+    `{ns}:~gen:{key}`, which no value key can be."""
     assert value_key("api", "order:42") == "api:order:42"
     assert lock_key("api:order:42", "api") == "api:~lock:order:42"
+    assert gen_key("api:order:42", "api") == "api:~gen:order:42"
     assert check_key("a" * MAX_KEY_LENGTH) and check_key("café:☕")
 
 

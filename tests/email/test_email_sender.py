@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from shared.errors import TransportError, TransportTimeout, UpstashError
+from shared.http.httpx_transport import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.email import (
     EmailError,
@@ -84,14 +88,14 @@ async def test_bad_idempotency_key_is_refused_before_io(key: str) -> None:
 
 
 def test_constructor_validates_and_hides_the_key() -> None:
-    """Empty keys, bad URLs and non-positive timeouts are refused; repr never shows the key."""
+    """Empty keys, bad URLs and non-positive deadlines are refused; repr never shows the key."""
     transport = RecordingTransport()
     with pytest.raises(ValueError):
         EmailSender(transport, api_key="  ")
     with pytest.raises(ValueError):
         EmailSender(transport, "ftp://mail.example", api_key=KEY)
     with pytest.raises(ValueError):
-        EmailSender(transport, api_key=KEY, timeout=0)
+        EmailSender(transport, api_key=KEY, deadline=0)
     sender = EmailSender(transport, "http://127.0.0.1:9/", api_key=KEY)
     assert KEY not in repr(sender) and "http://127.0.0.1:9" in repr(sender)
 
@@ -175,3 +179,52 @@ def test_module_imports_without_httpx_or_pydantic() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "EmailSender"
+
+
+class HangingTransport:
+    """A fake transport that never answers and ignores the request's own timeout."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_the_deadline_bounds_the_whole_send() -> None:
+    """A transport that never returns, whatever its own timeouts, ends in a retryable
+    EmailSendError at the sender's total deadline."""
+    sender = EmailSender(HangingTransport(), api_key=KEY, deadline=0.2)
+    with pytest.raises(EmailSendError) as info:
+        await asyncio.wait_for(sender.send(MESSAGE, idempotency_key="k"), timeout=10)
+    assert info.value.status is None and info.value.retryable
+    assert "deadline" in info.value.message
+
+
+async def test_a_dripping_provider_is_cut_at_the_deadline() -> None:
+    """A real provider stand-in that answers 200 and drips its body one byte every 0.2 s
+    (no per-phase timeout ever fires) is cut at the 1 s deadline, well inside 10 s."""
+
+    async def drips(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"content-length": "100000"})
+        await response.prepare(request)
+        while True:
+            await response.write(b" ")
+            await asyncio.sleep(0.2)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", drips)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    transport = HttpxTransport()
+    sender = EmailSender(transport, f"http://127.0.0.1:{port}", api_key=KEY, deadline=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(EmailSendError) as info:
+            await asyncio.wait_for(sender.send(MESSAGE, idempotency_key="k"), timeout=10)
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+    assert time.monotonic() - started < 10
+    assert info.value.status is None and info.value.retryable

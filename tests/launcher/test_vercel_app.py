@@ -16,6 +16,7 @@ from tests.conftest import Devstack
 from tests.launcher.app_client import Api, fresh_ip, running_api, wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
+JSON_TYPE = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +250,9 @@ def test_idempotency_key_semantics(api: Api) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status"),
     [
-        ("POST", "/api/orders", {"content": b"{not json"}, 400),
+        ("POST", "/api/orders", {"content": b"{not json", "headers": JSON_TYPE}, 400),
+        ("POST", "/api/orders", {"content": b"[" * 10_000, "headers": JSON_TYPE}, 400),
+        ("POST", "/api/orders", {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
         ("POST", "/api/orders", {"json": {"customer_email": "x", "items": []}}, 422),
         ("POST", "/api/orders", {"json": [1, 2]}, 422),
         ("PUT", "/api/orders", {}, 405),
@@ -272,7 +275,8 @@ def test_idempotency_key_semantics(api: Api) -> None:
 def test_bad_input_gets_clear_json_errors(
     api: Api, method: str, path: str, kwargs: dict[str, object], status: int
 ) -> None:
-    """Malformed JSON 400, validation 422, wrong method 405, unknown path 404, too large 413."""
+    """Malformed or too deeply nested JSON 400, validation 422, wrong method 405, unknown path
+    404, non-JSON body 415, too large 413."""
     response = api.request(method, path, **kwargs)  # type: ignore[arg-type]
     assert response.status_code == status, response.text
     body = response.json()

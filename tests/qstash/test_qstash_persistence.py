@@ -41,6 +41,29 @@ async def publish(info: dict[str, Any], url: str, **options: Any) -> str:
         await client.aclose()
 
 
+async def attempts_recorded(
+    info: dict[str, Any], message_id: str, retried: int, timeout: float = 10.0
+) -> None:
+    """Waits (bounded) until the devstack has recorded `retried` failed attempts of a message.
+
+    The sink records a request when it arrives, before it answers; the scheduler records
+    the attempt (retried + 1, persisted) only once the answer is back. A stop in between
+    cuts the attempt short, and the devstack rightly makes it again after the restart with
+    the same `Upstash-Retried`. A test that needs the attempt counted waits for this.
+    """
+    env = env_of(info)
+    url = f"{env['QSTASH_URL']}/v2/messages/{message_id}"
+    headers = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            response = await client.get(url, headers=headers)
+            if response.status_code == 200 and response.json()["retried"] >= retried:
+                return
+            assert time.monotonic() < deadline, f"attempt {retried} of {message_id} not recorded"
+            await asyncio.sleep(0.02)
+
+
 async def stop(handle: launch.DevstackProcess) -> None:
     await asyncio.to_thread(handle.stop)
     handle.stderr_path.unlink(missing_ok=True)
@@ -54,6 +77,7 @@ async def test_restart_mid_retry_sequence_still_delivers(tmp_path: Path, sink: S
     try:
         message_id = await publish(first.info, sink.url("/resume"), retries=3)
         await sink.wait_for("/resume", 1)
+        await attempts_recorded(first.info, message_id, retried=1)
     finally:
         await stop(first)
     down = False
@@ -79,6 +103,7 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
     try:
         message_id = await publish(first.info, sink.url("/down"), retries=2)
         await sink.wait_for("/down", 1)
+        await attempts_recorded(first.info, message_id, retried=1)
     finally:
         await stop(first)
     second = await asyncio.to_thread(start, tmp_path)

@@ -8,8 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
+from shared.ratelimit import (
+    Ratelimit,
+    RateLimitResult,
+    fixed_window,
+    sliding_window,
+    token_bucket,
+)
 from shared.redis import Redis, RetryPolicy
+from shared.scope import request_scope
 
 
 @pytest.fixture
@@ -26,10 +33,15 @@ async def fault_url() -> AsyncIterator[str]:
     async def garbage(request: web.Request) -> web.Response:
         return web.json_response({"result": "not an array"})
 
+    async def infinite(request: web.Request) -> web.Response:
+        # Valid JSON for Python's parser; int(inf) raises OverflowError, not a Redis error.
+        return web.Response(text='{"result":[1,Infinity,5]}', content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/hang", hang)
     app.router.add_post("/fail", fail)
     app.router.add_post("/garbage", garbage)
+    app.router.add_post("/infinite", infinite)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -54,10 +66,13 @@ async def test_slow_redis_gives_reason_timeout(
     result = await rl.limit("id")
     assert asyncio.get_running_loop().time() - started < 1.0
     assert (result.success, result.reason, result.remaining) == (success, "timeout", 0)
+    headers = rl.headers(result)
+    assert "X-RateLimit-Remaining" not in headers and "RateLimit" not in headers
+    assert headers["RateLimit-Policy"] == '"default";q=5;w=10'
 
 
 @pytest.mark.parametrize(("on_error", "success"), [("allow", True), ("deny", False)])
-@pytest.mark.parametrize("path", ["/fail", "/garbage"])
+@pytest.mark.parametrize("path", ["/fail", "/garbage", "/infinite"])
 async def test_failing_redis_gives_reason_error(
     fault_url: str, path: str, on_error: str, success: bool
 ) -> None:
@@ -87,3 +102,30 @@ async def test_failures_are_not_cached_as_blocks(fault_url: str) -> None:
     )
     assert (await rl.limit("id")).reason == "error"
     assert (await rl.limit("id")).reason == "error"
+
+
+@pytest.mark.parametrize(("on_error", "success"), [("allow", True), ("deny", False)])
+async def test_unencodable_identifier_follows_on_error(
+    rest: Redis[str], on_error: str, success: bool
+) -> None:
+    """An identifier the Redis call cannot encode (a lone surrogate) decides by on_error."""
+    rl = Ratelimit(rest, fixed_window(5, "10s"), "p", on_error=on_error)  # type: ignore[arg-type]
+    result = await rl.limit("user-\ud800")
+    assert (result.success, result.reason, result.limit) == (success, "error", 5)
+
+
+async def test_a_bad_caller_in_the_same_batch_does_not_fail_the_limiter(
+    rest: Redis[str], prefix: str, ident: str
+) -> None:
+    """A concurrent caller's bad argument in the same auto-pipelined turn leaves the decision
+    to Redis."""
+    rl = Ratelimit(rest, sliding_window(5, "10s"), prefix, on_error="deny")
+
+    async def bad_caller() -> object:
+        return await rest.set(prefix + ":x", True)  # a bool is an int to mypy, not to Redis
+
+    async with request_scope():
+        result, bad = await asyncio.gather(rl.limit(ident), bad_caller(), return_exceptions=True)
+    assert isinstance(bad, ValueError)
+    assert isinstance(result, RateLimitResult)
+    assert (result.success, result.reason, result.remaining) == (True, None, 4)

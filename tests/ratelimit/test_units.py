@@ -145,6 +145,27 @@ def test_deny_list_result_has_no_retry_after() -> None:
     assert "Retry-After" not in rate_limit_headers(result, 10, now_ms=5)
 
 
+@pytest.mark.parametrize("reason", ["timeout", "error"])
+def test_fail_open_headers_state_only_the_policy(reason: str) -> None:
+    """A fail-open decision does not claim a quota it never read: limit and policy only."""
+    result = RateLimitResult(True, 10, 0, 1_000_000, reason)  # type: ignore[arg-type]
+    assert rate_limit_headers(result, 10, now_ms=1_000_000) == {
+        "X-RateLimit-Limit": "10",
+        "RateLimit-Policy": '"default";q=10;w=10',
+    }
+
+
+@pytest.mark.parametrize("reason", ["timeout", "error"])
+def test_fail_closed_headers_ask_for_a_short_retry(reason: str) -> None:
+    """A fail-closed denial states the policy and Retry-After: 1, no invented remaining count."""
+    result = RateLimitResult(False, 10, 0, 1_000_000, reason)  # type: ignore[arg-type]
+    assert rate_limit_headers(result, 10, now_ms=1_000_000) == {
+        "X-RateLimit-Limit": "10",
+        "RateLimit-Policy": '"default";q=10;w=10',
+        "Retry-After": "1",
+    }
+
+
 def test_lru_drops_the_least_recently_used_beyond_its_cap() -> None:
     """The cache holds at most max_size entries; reading an entry makes it recent."""
     cache: ExpiringLRU[int] = ExpiringLRU(2)

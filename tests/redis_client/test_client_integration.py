@@ -13,7 +13,7 @@ from shared.errors import (
     RedisDecodeError,
     RedisTransactionAborted,
 )
-from shared.redis import Redis, RetryPolicy, Script
+from shared.redis import Redis, RetryPolicy, Script, delete_if_equals
 from shared.scope import request_scope
 from tests.conftest import Devstack
 from tests.redis_client.conftest import ServerStats
@@ -203,3 +203,48 @@ async def test_sync_token_moves_forward(redis: Redis[str], key: str) -> None:
     await redis.set(key, "2")
     assert first is not None and redis.sync_token is not None
     assert int(redis.sync_token) > int(first)  # the devstack's token is a counter
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [True, b"\xff\xfe", "\ud800", None, {"a": 1}],
+    ids=["bool", "non-utf8-bytes", "lone-surrogate", "none", "dict"],
+)
+async def test_bad_argument_fails_only_its_caller(
+    redis: Redis[str], key: str, stats: ServerStats, bad: object
+) -> None:
+    """A caller whose argument cannot be encoded gets a ValueError; its turn's others succeed."""
+    await redis.set(key + "g", "kept")
+    before = await stats.http_requests()
+
+    async def good_set() -> bool:
+        return await redis.set(key + "a", "1")
+
+    async def bad_set() -> object:
+        return await redis.execute(["SET", key + "b", bad])  # type: ignore[list-item]
+
+    async def good_get() -> str | None:
+        return await redis.get(key + "g")
+
+    async def good_incr() -> int:
+        return await redis.incr(key + "n")
+
+    async with request_scope():
+        results = await asyncio.gather(
+            good_set(), bad_set(), good_get(), good_incr(), return_exceptions=True
+        )
+    assert results[0] is True
+    assert isinstance(results[1], ValueError)
+    assert list(results[2:]) == ["kept", 1]
+    assert await stats.http_requests() - before == 1  # the good ones still shared one request
+    assert await redis.exists(key + "b") == 0
+
+
+async def test_delete_if_equals_releases_only_its_own_lock(redis: Redis[str], key: str) -> None:
+    """A lock is deleted by the token that holds it, never by another (e.g. an expired holder)."""
+    await redis.set(key + "lock", "mine", px=10_000)
+    assert await delete_if_equals(redis, key + "lock", "someone-else") is False
+    assert await redis.get(key + "lock") == "mine"
+    assert await delete_if_equals(redis, key + "lock", "mine") is True
+    assert await redis.exists(key + "lock") == 0
+    assert await delete_if_equals(redis, key + "lock", "mine") is False

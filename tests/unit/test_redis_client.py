@@ -85,6 +85,17 @@ async def test_errors_stay_with_their_caller() -> None:
     assert isinstance(bad, RedisCommandError) and bad.command == "FAIL"
 
 
+async def test_pipeline_refuses_a_bad_argument_when_queued() -> None:
+    """An explicit pipeline raises ValueError when a bad command is queued; the rest still run."""
+    t = EchoTransport()
+    pipe = client(t).pipeline()
+    pipe.execute(["A", "1"])
+    with pytest.raises(ValueError):
+        pipe.execute(["B", b"\xff"])
+    pipe.execute(["C", "3"])
+    assert await pipe.exec() == ["A:1", "C:3"]
+
+
 async def test_two_request_scopes_never_share_a_request() -> None:
     """Concurrent request scopes each send their own HTTP request."""
     t = EchoTransport()

@@ -25,6 +25,7 @@ from shared.redis.protocol import (
     decode_tree,
     encode_arg,
     encode_body,
+    encode_command,
     parse_response,
 )
 
@@ -51,21 +52,21 @@ def test_encode_arg_rejects(bad: object) -> None:
 
 def test_encode_body_modes() -> None:
     """Single commands are one array; pipelines an array of arrays."""
-    assert json.loads(encode_body([["SET", "k", "v", "EX", 10]], "single")) == [
-        "SET",
-        "k",
-        "v",
-        "EX",
-        10,
-    ]
-    assert json.loads(encode_body([["GET", "a"], ["GET", "b"]], "pipeline")) == [
-        ["GET", "a"],
-        ["GET", "b"],
-    ]
+    set_cmd = encode_command(["SET", "k", "v", "EX", 10])
+    assert json.loads(encode_body([set_cmd], "single")) == ["SET", "k", "v", "EX", 10]
+    gets = [encode_command(["GET", "a"]), encode_command(["GET", "é"])]
+    assert json.loads(encode_body(gets, "pipeline")) == [["GET", "a"], ["GET", "é"]]
     with pytest.raises(ValueError):
-        encode_body([["GET", "a"], ["GET", "b"]], "single")
+        encode_body(gets, "single")
     with pytest.raises(ValueError):
-        encode_body([[]], "pipeline")
+        encode_command([])
+
+
+@pytest.mark.parametrize("bad", [True, None, b"\xff", "\ud800", ["x"]])
+def test_encode_command_rejects_what_the_wire_cannot_carry(bad: object) -> None:
+    """A command with a boolean, a container, non-UTF-8 bytes or a lone surrogate is refused."""
+    with pytest.raises(ValueError):
+        encode_command(["SET", "k", bad])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(
