@@ -88,6 +88,25 @@ class Outcome:
         return self.status == 489 and flag
 
 
+def following_run(
+    cron: str, *, virtual: int, real: int, now: int, time_scale: float
+) -> tuple[int, int]:
+    """The run after the one due at `real` (cron time `virtual`): (its cron time, its real time).
+
+    Cron time advances tick by tick; real time by the same intervals times `time_scale`, from
+    the due time (not from when it fired, so runs do not drift). Runs missed while the
+    devstack was down are skipped: the next one is the first still ahead of `now`.
+    """
+    following = next_cron_ms(cron, virtual)
+    real_next = real + round((following - virtual) * time_scale)
+    if real_next <= now:  # behind: jump the cron clock to "now" and take the next tick
+        virtual_now = virtual + round((now - real) / time_scale)
+        following = next_cron_ms(cron, virtual_now)
+        real_next = real + round((following - virtual) * time_scale)
+        real_next = max(real_next, now + 1)
+    return following, real_next
+
+
 class Scheduler:
     """Runs the delivery loop until `stop()`; at most `MAX_PARALLEL` attempts at once."""
 
@@ -222,13 +241,15 @@ class Scheduler:
                 await self.store.put_schedule(schedule, None)
                 continue
             at = now_ms()
-            virtual = int(schedule["virtualNext"])
-            following = next_cron_ms(str(schedule["cron"]), virtual)
-            real_next = max(at, int(schedule["nextScheduleTime"])) + round(
-                (following - virtual) * self.time_scale
+            virtual_next, real_next = following_run(
+                str(schedule["cron"]),
+                virtual=int(schedule["virtualNext"]),
+                real=int(schedule["nextScheduleTime"]),
+                now=at,
+                time_scale=self.time_scale,
             )
             schedule["lastScheduleTime"] = at
-            schedule["virtualNext"] = following
+            schedule["virtualNext"] = virtual_next
             schedule["nextScheduleTime"] = real_next
             try:
                 await self.fire_schedule(schedule)
