@@ -20,12 +20,14 @@ from shared.app.cors import cors_middleware
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
 from shared.app.ratelimiting import rate_limit_middleware
-from shared.app.reporting import ErrorReporter
+from shared.app.reporting import ErrorReport, ErrorReporter
 from shared.app.router import Handler, Router
 from shared.app.system_routes import (
     CRON_PATH,
+    DEAD_LETTERS_PATH,
     SMOKE_PATH,
     cron_routes,
+    dead_letter_routes,
     health_routes,
     smoke_routes,
 )
@@ -33,7 +35,7 @@ from shared.background import defer
 from shared.cache import Cache
 from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
-from shared.jobs.outbox import Outbox
+from shared.jobs.outbox import DeadJob, DeadLetterHook, Outbox
 from shared.orders.confirmation import JOB_PATH, confirmation_routes
 from shared.orders.read_api import order_routes_read
 from shared.orders.records import OrderTokens
@@ -72,6 +74,7 @@ class Services:
             qstash,
             forward_headers=settings.forward_headers,
             flow_control=settings.email_flow_control,
+            on_dead_letter=dead_letter_reporter(settings.error_reporter),
         )
         tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
         rate = settings.rate_limit
@@ -119,12 +122,31 @@ class AppBundle:
         )
 
 
+def dead_letter_reporter(reporter: ErrorReporter) -> DeadLetterHook:
+    """Reports each dead-lettered outbox job once, through the app's error hook."""
+
+    def report(letter: DeadJob) -> None:
+        request_id = letter.job.body.get("requestId")
+        reporter(
+            ErrorReport(
+                request_id=request_id if isinstance(request_id, str) else letter.job.id,
+                status=letter.status,
+                path=f"{DEAD_LETTERS_PATH}/{letter.job.id}",
+                error_type="QStashError",
+                message=f"Outbox job dead-lettered: {letter.error}"[:200],
+            )
+        )
+
+    return report
+
+
 def outbox_middleware(outbox: Outbox) -> Middleware:
-    """After a request, flush the outbox in the background while it may hold jobs."""
+    """After a successful request, flush the outbox in the background when a job may be due.
+    Never after a rejected one (429, any 4xx or 5xx): refused traffic must not cost publishes."""
 
     async def middleware(request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
-        if outbox.should_flush():
+        if response.status < 400 and request.path != CRON_PATH and outbox.should_flush():
             defer(outbox.flush())
         return response
 
@@ -178,6 +200,7 @@ def build_app(
             flush_url=settings.flush_url,
         )
     )
+    router.include(dead_letter_routes(services.outbox, settings.cron_secret))
     middleware = [
         cors_middleware(
             settings.cors_allow_origins,

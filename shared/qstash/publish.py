@@ -233,6 +233,18 @@ def api_error(response: HttpResponse) -> QStashError:
     return QStashError(response.status, message)
 
 
+def is_permanent(error: BaseException) -> bool:
+    """True when QStash refused the request itself and sending it again cannot help: a 4xx
+    other than 408 (timeout) and 429 (rate limit, quota): bad token, bad destination, a body
+    or option it rejects. Transport failures and 5xx are transient."""
+    return (
+        isinstance(error, QStashError)
+        and not isinstance(error, QStashRateLimited)
+        and 400 <= error.status < 500
+        and error.status not in (408, 429)
+    )
+
+
 def _result(item: object, status: int) -> PublishResult:
     if not isinstance(item, dict) or not isinstance(item.get("messageId"), str):
         raise QStashError(status, "response has no messageId")

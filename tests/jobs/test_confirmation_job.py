@@ -314,3 +314,18 @@ async def test_a_signed_deeply_nested_job_body_is_489(devstack: Devstack) -> Non
         )
     assert response.status_code == 489, response.text
     assert response.headers["upstash-nonretryable-error"] == "true"
+
+
+async def test_a_signed_deeply_nested_smoke_body_is_489(devstack: Devstack) -> None:
+    """The smoke job parses its signed body with the same depth bound: 489, never a 500."""
+    path = "/api/jobs/smoke"
+    body = b"[" * 5000 + b"]" * 5000
+    claims = delivery_claims(BASE_URL + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
+    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
+    async with app_client(app_test_env(devstack)) as client:
+        response = await client.post(
+            path,
+            content=body,
+            headers={"upstash-signature": token, "content-type": "application/json"},
+        )
+    assert response.status_code == 489, response.text
