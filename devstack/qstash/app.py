@@ -497,7 +497,7 @@ class QStashServer:
                 "lastScheduleTime",
                 "error",
             )
-            if k in schedule
+            if schedule.get(k) is not None
         }
         if schedule.get("isPaused"):
             view.pop("nextScheduleTime", None)

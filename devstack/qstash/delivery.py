@@ -241,22 +241,22 @@ class Scheduler:
                 await self.store.put_schedule(schedule, None)
                 continue
             at = now_ms()
+            previous_virtual = int(schedule["virtualNext"])
             virtual_next, real_next = following_run(
                 str(schedule["cron"]),
-                virtual=int(schedule["virtualNext"]),
+                virtual=previous_virtual,
                 real=int(schedule["nextScheduleTime"]),
                 now=at,
                 time_scale=self.time_scale,
             )
-            schedule["lastScheduleTime"] = at
-            schedule["virtualNext"] = virtual_next
-            schedule["nextScheduleTime"] = real_next
+            run: dict[str, Any] = {"lastScheduleTime": at, "error": None}
             try:
                 await self.fire_schedule(schedule)
-                schedule.pop("error", None)
+                run["lastScheduleStates"] = schedule.get("lastScheduleStates", {})
             except Exception as exc:  # a deleted URL group, say: record it, keep the schedule
-                schedule["error"] = str(exc)[:300]
-            await self.store.put_schedule(schedule, real_next)
+                run["error"] = str(exc)[:300]
+            timing = {"previousVirtual": previous_virtual, "virtualNext": virtual_next}
+            await self.store.record_run(schedule_id, run, timing, real_next)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for message_id, known in list(self._tasks.items()):

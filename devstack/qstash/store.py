@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from devstack.qstash.model import Message
 
@@ -249,6 +250,39 @@ class QStashStore:
             else:
                 pipe.zadd(f"{self.p}schedules", {sid: next_ms})
             await pipe.execute()
+
+    async def record_run(
+        self, schedule_id: str, run: dict[str, Any], timing: dict[str, Any], next_ms: int
+    ) -> None:
+        """After a run: merges `run` (last run facts) and, unless the schedule was replaced
+        meanwhile, `timing` (its next run) into the STORED schedule. A schedule deleted or
+        paused while it fired stays deleted or paused (optimistic WATCH, retried)."""
+        key = f"{self.p}sched:{schedule_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    text = await pipe.get(key)
+                    if not text:
+                        await pipe.unwatch()
+                        return
+                    current: dict[str, Any] = json.loads(str(text))
+                    current.update(run)
+                    if current.get("virtualNext") == timing.get("previousVirtual"):
+                        current["virtualNext"] = timing["virtualNext"]
+                        current["nextScheduleTime"] = next_ms
+                    pipe.multi()
+                    pipe.set(key, json.dumps(current))
+                    if current.get("isPaused"):
+                        pipe.zrem(f"{self.p}schedules", schedule_id)
+                    else:
+                        pipe.zadd(
+                            f"{self.p}schedules", {schedule_id: int(current["nextScheduleTime"])}
+                        )
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def get_schedule(self, schedule_id: str) -> dict[str, Any] | None:
         text = await self.redis.get(f"{self.p}sched:{schedule_id}")
