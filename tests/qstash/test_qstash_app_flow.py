@@ -34,8 +34,10 @@ from devstack.dev import DEV_CRON_SECRET, app_env
 from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
-from shared.qstash import QStashAdmin
+from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
+from shared.qstash import FlowControl, QStash, QStashAdmin
 from shared.qstash.signing import delivery_claims, sign_jwt
+from shared.redis import Redis
 from shared.settings import EMAIL_FLOW_CONTROL_KEY
 from tests.conftest import REPO_ROOT
 
@@ -235,10 +237,7 @@ async def test_flush_schedule_and_dlq_commands(
         path = f"/dead-{uuid.uuid4().hex[:8]}"
         failing = True
         sink.scripts[path] = lambda n: (500, {}) if failing else (200, {})
-        client_env = {**qstash_env}
-        from shared.qstash import QStash
-
-        qstash = QStash.from_env(client_env)
+        qstash = QStash.from_env(qstash_env)
         ids = [
             (await qstash.publish_json(sink.url(path), {"n": n}, retries=0)).message_id
             for n in range(2)
@@ -311,3 +310,30 @@ async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
                     assert response.json()["error"]
     finally:
         await stop()
+
+
+async def test_flushed_jobs_carry_the_flow_control_key(
+    fast_stack: dict[str, Any], qstash_env: dict[str, str], sink: Sink
+) -> None:
+    """Jobs a flush publishes (QStash's batch API) carry the flow-control key too: all three
+    count in the key's rate window."""
+    key = f"flush-{uuid.uuid4().hex[:8]}"
+    redis = Redis(str(fast_stack["redis_rest_url"]), str(fast_stack["redis_rest_token"]))
+    qstash = QStash.from_env(qstash_env)
+    admin = QStashAdmin.from_env(qstash_env)
+    outbox = Outbox(redis, qstash, flow_control=FlowControl(key, rate=100, period="1d"))
+    path = f"/flushed-{key}"
+    jobs = [
+        Job(id=uuid.uuid4().hex, url=sink.url(path), body={"n": n}, dedup_id=uuid.uuid4().hex)
+        for n in range(3)
+    ]
+    try:
+        await redis.hset(OUTBOX_KEY, {job.id: job.to_json() for job in jobs})
+        report = await outbox.flush()
+        assert report.published >= 3
+        await sink.wait_for(path, 3)
+        info = await admin.flow_control(key)
+        assert (info.rate_max, info.rate_count, info.rate_period) == (100, 3, 86_400)
+    finally:
+        await admin.aclose()
+        await qstash.aclose()
