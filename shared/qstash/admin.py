@@ -8,8 +8,10 @@
         await admin.retry_dlq(dead.dlq_id)
     for event in (await admin.logs(message_id)).events: ...
 
-Reads (GET) are retried on a transport failure (bounded); writes are not, except those
-that are idempotent by design (deletes, pause/resume, schedule upsert with an id).
+Every call has a TOTAL deadline (10 s unless configured), retries and their waits
+included; past it, `TransportTimeout`. Reads (GET) are retried on a transport failure
+(bounded); writes are not, except those that are idempotent by design (deletes,
+pause/resume, endpoint upserts, a schedule upsert with an id).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Unpack
 
 from shared.config import check_token, check_url
-from shared.errors import ConfigError, TransportError
+from shared.errors import ConfigError, TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse, Transport
 from shared.qstash import manage as m
 from shared.qstash.publish import PublishKwargs, PublishOptions
@@ -28,6 +30,7 @@ from shared.qstash.publish import PublishKwargs, PublishOptions
 DEFAULT_URL = "https://qstash.upstash.io"
 TOKEN_VAR = "QSTASH_TOKEN"  # noqa: S105 (a variable name, not a secret)
 URL_VAR = "QSTASH_URL"
+DEFAULT_DEADLINE = 10.0
 RETRY_ATTEMPTS = 3
 RETRY_BASE_DELAY = 0.2
 
@@ -56,19 +59,24 @@ class QStashAdmin:
         *,
         url: str = DEFAULT_URL,
         transport: Transport | None = None,
-        timeout: float = m.DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
+        if isinstance(deadline, bool) or not deadline > 0:
+            raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
         self._token = check_token("token", token)
         self._url = check_url("url", url)
         self._transport = transport if transport is not None else _default_transport()
         self._owns_transport = transport is None
-        self._timeout = timeout
+        self._timeout = deadline  # each request's own timeout; `_send` bounds the whole call
+        self._deadline = deadline
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str], *, transport: Transport | None = None, timeout: float = 10.0
+        cls,
+        env: Mapping[str, str],
+        *,
+        transport: Transport | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> QStashAdmin:
         """Reads `QSTASH_TOKEN` (required) and `QSTASH_URL`; `ConfigError` names a bad one."""
         token = env.get(TOKEN_VAR)
@@ -77,7 +85,7 @@ class QStashAdmin:
         raw_url = env.get(URL_VAR)
         url = check_url(URL_VAR, str(raw_url)) if raw_url and str(raw_url).strip() else DEFAULT_URL
         return cls(
-            check_token(TOKEN_VAR, str(token)), url=url, transport=transport, timeout=timeout
+            check_token(TOKEN_VAR, str(token)), url=url, transport=transport, deadline=deadline
         )
 
     def __repr__(self) -> str:  # never show the token
@@ -90,15 +98,20 @@ class QStashAdmin:
             await close()
 
     async def _send(self, request: HttpRequest, *, retryable: bool = False) -> HttpResponse:
-        attempt = 1
-        while True:
-            try:
-                return await self._transport.send(request)
-            except TransportError:
-                if not retryable or attempt >= RETRY_ATTEMPTS:
-                    raise
-                await asyncio.sleep(RETRY_BASE_DELAY * 2 ** (attempt - 1))
-                attempt += 1
+        """One exchange under the total deadline; transport failures retried when `retryable`."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                attempt = 1
+                while True:
+                    try:
+                        return await self._transport.send(request)
+                    except TransportError:
+                        if not retryable or attempt >= RETRY_ATTEMPTS:
+                            raise
+                        await asyncio.sleep(RETRY_BASE_DELAY * 2 ** (attempt - 1))
+                        attempt += 1
+        except TimeoutError:
+            raise TransportTimeout(f"QStash request timed out after {self._deadline:g}s") from None
 
     # ------------------------------------------------------------ URL groups
 

@@ -3,14 +3,16 @@ flow control): tables of inputs -> exact requests, answers -> data, bad input ->
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import pytest
 
-from shared.errors import QStashError
+from shared.errors import ConfigError, QStashError, TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse
-from shared.qstash import FlowControl, PublishOptions, publish_headers
+from shared.qstash import FlowControl, PublishOptions, QStashAdmin, publish_headers
 from shared.qstash import manage as m
 from shared.qstash.flow_control import (
     flow_control_headers,
@@ -336,3 +338,52 @@ def test_parsers_turn_errors_and_bad_shapes_into_qstash_errors(
     with pytest.raises(QStashError):
         m.expect_ok(HttpResponse(500, {}, b"oops"))
     m.expect_ok(HttpResponse(202, {}, b""))
+
+
+class Scripted:
+    """A transport answering from a list: an HttpResponse, an exception to raise, or "hang"."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.sent: list[HttpRequest] = []
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.sent.append(request)
+        answer = self.answers.pop(0)
+        if answer == "hang":
+            await asyncio.Event().wait()
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, HttpResponse)
+        return answer
+
+
+async def test_admin_call_has_a_total_deadline() -> None:
+    """A server that never answers costs one deadline, then TransportTimeout."""
+    hanging = Scripted("hang")
+    admin = QStashAdmin(T, url=B, transport=hanging, deadline=0.2)
+    started = time.monotonic()
+    with pytest.raises(TransportTimeout):
+        await admin.list_schedules()
+    assert time.monotonic() - started < 1.5 and len(hanging.sent) == 1
+
+
+async def test_reads_are_retried_and_a_dlq_retry_is_not() -> None:
+    """A GET survives transport failures; POST /v2/dlq/retry (not idempotent) is sent once."""
+    flaky = Scripted(TransportError("reset"), TransportError("reset"), ok([]))
+    assert await QStashAdmin(T, url=B, transport=flaky).list_schedules() == []
+    assert len(flaky.sent) == 3
+    once = Scripted(TransportError("reset"), ok({"messageId": "m"}))
+    with pytest.raises(TransportError):
+        await QStashAdmin(T, url=B, transport=once).retry_dlq("dlq_1")
+    assert len(once.sent) == 1
+
+
+async def test_admin_errors_and_repr_never_show_the_token() -> None:
+    """A 401 is a QStashError without the token; repr shows the URL only."""
+    admin = QStashAdmin(T, url=B, transport=Scripted(HttpResponse(401, {}, b"bad token")))
+    with pytest.raises(QStashError) as info:
+        await admin.get_message("msg_1")
+    assert info.value.status == 401 and T not in str(info.value) and T not in repr(admin)
+    with pytest.raises(ConfigError):
+        QStashAdmin.from_env({})
