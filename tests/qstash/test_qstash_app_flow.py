@@ -282,7 +282,7 @@ async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
     fast_stack: dict[str, Any],
 ) -> None:
     """Signed for the flush URL or with the cron secret: 200; forged, signed for another
-    URL, or without either: 401."""
+    URL, or without either: 401; the OpenAPI document names both ways in."""
     app, stop = await serve_app(fast_stack)
     key = str(fast_stack["qstash_current_signing_key"])
 
@@ -308,6 +308,9 @@ async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
                     assert set(response.json()) >= {"published", "remaining"}
                 else:
                     assert response.json()["error"]
+            document = (await client.get("/api/openapi.json")).json()
+            flush = document["paths"][FLUSH]["get"]
+            assert flush["security"] == [{"cronSecret": []}, {"qstashSignature": []}]
     finally:
         await stop()
 
