@@ -50,6 +50,15 @@ SCHEDULE_PREFIX = "/v2/schedules/"
 MAX_BODY_BYTES = 1024 * 1024
 GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 PAGE = 100
+MAX_DLQ_SCAN = 100_000
+DLQ_FILTERS = {  # query parameter -> field of the DLQ view
+    "messageId": "messageId",
+    "url": "url",
+    "topicName": "topicName",
+    "scheduleId": "scheduleId",
+    "responseStatus": "responseStatus",
+    "label": "label",
+}
 
 
 class NotFound(Exception):
@@ -275,12 +284,15 @@ class QStashServer:
             count = max(1, min(100, int(request.query.get("count", "100"))))
         except ValueError:
             return _error("cursor and count must be integers", 400)
-        entries, next_cursor = await self.store.dlq_list(cursor, count)
+        # filters first, then the page: a cursor walks the matching entries only
+        entries, _ = await self.store.dlq_list(0, MAX_DLQ_SCAN)
         views = [self._dlq_view(e) for e in entries]
-        if "messageId" in request.query:
-            views = [v for v in views if v["messageId"] == request.query["messageId"]]
-        if "url" in request.query:
-            views = [v for v in views if v["url"] == request.query["url"]]
+        for param, field_name in DLQ_FILTERS.items():
+            if param in request.query:
+                wanted = request.query[param]
+                views = [v for v in views if str(v.get(field_name, "")) == wanted]
+        next_cursor = cursor + count if cursor + count < len(views) else None
+        views = views[cursor : cursor + count]
         answer: dict[str, object] = {"messages": views}
         if next_cursor is not None:
             answer["cursor"] = str(next_cursor)

@@ -145,7 +145,7 @@ async def test_url_group_publish_message_cancel_logs_and_dlq(
 
 
 async def test_dlq_pages_with_a_cursor(admin: QStashAdmin, qstash: QStash, sink: Sink) -> None:
-    """list_dlq walks every dead message of a URL page by page."""
+    """list_dlq walks every dead message of a URL page by page, filtered before paging."""
     path = "/" + unique("ours-pages")
     sink.scripts[path] = lambda n: (500, {})
     ids = {
@@ -153,17 +153,20 @@ async def test_dlq_pages_with_a_cursor(admin: QStashAdmin, qstash: QStash, sink:
         for n in range(3)
     }
 
-    async def all_dead() -> list[str]:
-        seen: list[str] = []
+    async def all_dead() -> list[list[str]]:
+        pages: list[list[str]] = []
         cursor = None
         while True:
             page = await admin.list_dlq(cursor=cursor, count=1, filters={"url": sink.url(path)})
-            seen.extend(m.message.message_id for m in page.messages)
+            pages.append([m.message.message_id for m in page.messages])
             cursor = page.cursor
             if cursor is None:
-                return seen if len(seen) == 3 else []
+                return pages if sum(map(len, pages)) == 3 else []
 
-    assert set(await eventually(all_dead, "3 dead messages")) == ids
+    pages = await eventually(all_dead, "3 dead messages")
+    # the filter applies before the page: three pages of one, whatever else is in the DLQ
+    assert [len(p) for p in pages] == [1, 1, 1]
+    assert {i for p in pages for i in p} == ids
     for entry in (await admin.list_dlq(filters={"url": sink.url(path)})).messages:
         await admin.delete_dlq(entry.dlq_id)
 
