@@ -148,6 +148,13 @@ async def test_dlq_pages_with_a_cursor(admin: QStashAdmin, qstash: QStash, sink:
     """list_dlq walks every dead message of a URL page by page, filtered before paging."""
     path = "/" + unique("ours-pages")
     sink.scripts[path] = lambda n: (500, {})
+    sink.scripts[path + "-other"] = lambda n: (500, {})
+    other = await qstash.publish_json(sink.url(path + "-other"), {}, retries=0)
+
+    async def other_dead() -> list[Any]:
+        return (await admin.list_dlq(filters={"message_id": other.message_id})).messages
+
+    await eventually(other_dead, "a dead letter of another URL, listed before ours")
     ids = {
         (await qstash.publish_json(sink.url(path), {"n": n}, retries=0)).message_id
         for n in range(3)
