@@ -30,6 +30,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -472,7 +473,8 @@ class QStashServer:
         if not GROUP_NAME.fullmatch(schedule_id):
             raise PublishError(f"invalid Upstash-Schedule-Id header: {schedule_id!r}")
         earlier = await self.store.get_schedule(schedule_id)
-        schedule: dict[str, object] = {
+        next_ms = at + round((virtual_next - at) * self.scheduler.time_scale)
+        schedule: dict[str, Any] = {
             "scheduleId": schedule_id,
             "destination": destination,
             "cron": " ".join(cron.split()),
@@ -483,9 +485,9 @@ class QStashServer:
             "publishHeaders": forwarded,
             "bodyB64": base64.b64encode(body).decode("ascii"),
             "virtualNext": virtual_next,
-            "nextScheduleTime": at + round((virtual_next - at) * self.scheduler.time_scale),
+            "nextScheduleTime": next_ms,
         }
-        await self.store.put_schedule(schedule, int(schedule["nextScheduleTime"]))  # type: ignore[call-overload]
+        await self.store.put_schedule(schedule, next_ms)
         self.scheduler.wake()
         return web.json_response({"scheduleId": schedule_id})
 
@@ -564,10 +566,9 @@ class QStashServer:
             virtual_next = next_cron_ms(str(schedule["cron"]), at)
             schedule["isPaused"] = False
             schedule["virtualNext"] = virtual_next
-            schedule["nextScheduleTime"] = at + round(
-                (virtual_next - at) * self.scheduler.time_scale
-            )
-            await self.store.put_schedule(schedule, int(schedule["nextScheduleTime"]))  # type: ignore[call-overload]
+            next_ms = at + round((virtual_next - at) * self.scheduler.time_scale)
+            schedule["nextScheduleTime"] = next_ms
+            await self.store.put_schedule(schedule, next_ms)
             self.scheduler.wake()
         return web.Response(status=200)
 

@@ -210,36 +210,45 @@ def parse_publish(
         callback=callbacks.get("upstash-callback"),
         failure_callback=callbacks.get("upstash-failure-callback"),
         label=h.get("upstash-label"),
-        flow_key=flow.get("key"),  # type: ignore[arg-type]
-        flow_rate=flow.get("rate"),  # type: ignore[arg-type]
-        flow_period_s=flow.get("period"),  # type: ignore[arg-type]
-        flow_parallelism=flow.get("parallelism"),  # type: ignore[arg-type]
+        flow_key=flow.key,
+        flow_rate=flow.rate,
+        flow_period_s=flow.period,
+        flow_parallelism=flow.parallelism,
     )
 
 
-def parse_flow_headers(h: Mapping[str, str]) -> dict[str, str | int]:
-    """`Upstash-Flow-Control-Key/-Value` (lower-cased names) -> key, rate, period (s), parallelism.
+@dataclass(frozen=True, slots=True)
+class FlowHeaders:
+    """A publish's flow control: its key and limits (all None without the headers)."""
+
+    key: str | None = None
+    rate: int | None = None
+    period: int | None = None  # seconds
+    parallelism: int | None = None
+
+
+def parse_flow_headers(h: Mapping[str, str]) -> FlowHeaders:
+    """`Upstash-Flow-Control-Key/-Value` (lower-cased names) -> key, rate, period, parallelism.
 
     A rate without a period gets QStash's default period of 1s.
     """
     key = h.get("upstash-flow-control-key")
     value = h.get("upstash-flow-control-value")
     if key is None and value is None:
-        return {}
+        return FlowHeaders()
     if not key or not FLOW_KEY.fullmatch(key):
         raise PublishError(f"invalid Upstash-Flow-Control-Key header: {key!r}")
     if value is None:
         raise PublishError("Upstash-Flow-Control-Key needs Upstash-Flow-Control-Value")
     try:
-        parsed: dict[str, str | int] = dict(parse_flow_control_value(value))
+        parsed = parse_flow_control_value(value)
     except ValueError as exc:
         raise PublishError(f"invalid Upstash-Flow-Control-Value header: {exc}") from None
-    if "rate" in parsed and "period" not in parsed:
-        parsed["period"] = 1
     if "period" in parsed and "rate" not in parsed:
         raise PublishError("invalid Upstash-Flow-Control-Value header: period needs a rate")
-    parsed["key"] = key
-    return parsed
+    rate = parsed.get("rate")
+    period = parsed.get("period", 1 if rate is not None else None)
+    return FlowHeaders(key, rate, period, parsed.get("parallelism"))
 
 
 def dedup_key(headers: Mapping[str, str], destination: str, body: bytes) -> str | None:
