@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from devstack.console.service import ConsoleOptions, ConsoleService
 from devstack.email_sink import EmailSinkOptions, EmailSinkService
 from devstack.qstash import QStashOptions, QStashService
 from devstack.redis_process import default_binary
@@ -54,10 +55,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="multiply QStash delays and retry backoff (devstack only; tests use 0.001)",
     )
     up.add_argument("--email-port", type=int, default=0, help="email sink port (default: free)")
+    up.add_argument("--console-port", type=int, default=0, help="console port (default: free)")
     up.add_argument("-v", "--verbose", action="store_true")
     dev = sub.add_parser("dev", help="the stack plus the API (make dev / make dev-worker)")
     dev.add_argument("--worker", action="store_true", help="serve the Worker (Pyodide) on 8787")
-    dev.add_argument("--port", type=int, default=None)
+    dev.add_argument("--port", type=int, default=None, help="API port (8000; Worker 8787)")
     return parser.parse_args(argv)
 
 
@@ -76,6 +78,7 @@ def build_services(args: argparse.Namespace) -> list[Service]:
             QStashOptions(host=args.host, port=args.qstash_port, time_scale=args.qstash_time_scale)
         ),
         EmailSinkService(EmailSinkOptions(host=args.host, port=args.email_port)),
+        ConsoleService(ConsoleOptions(host=args.host, port=args.console_port)),
     ]
 
 

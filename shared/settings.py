@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared.app.reporting import ErrorReporter, load_reporter, log_error_report
 from shared.config import check_token, check_url
 from shared.durations import parse_duration_ms
 from shared.errors import ConfigError
 from shared.qstash.flow_control import FlowControl
 from shared.qstash.flow_control import parse_rate as parse_flow_rate
 from shared.redis.config import RestEndpoint, endpoint_from_env
+from shared.web.reporting import ErrorReporter, load_reporter, log_error_report
 
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
 DEFAULT_EMAIL_API_URL = "https://api.resend.com"

@@ -13,15 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
-from shared.app.app import App, Middleware
-from shared.app.content_type import json_body_middleware
-from shared.app.cors import cors_middleware
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import rate_limit_middleware
-from shared.app.reporting import ErrorReport, ErrorReporter
-from shared.app.router import Handler, Router
 from shared.app.system_routes import (
     CRON_PATH,
     DEAD_LETTERS_PATH,
@@ -45,6 +36,15 @@ from shared.qstash import QStash, Receiver
 from shared.ratelimit import Ratelimit, fixed_window, sliding_window
 from shared.redis import Redis
 from shared.settings import Settings
+from shared.web.api_keys import ApiKeys, api_key_middleware, keyed_identifier
+from shared.web.app import App, Middleware
+from shared.web.content_type import json_body_middleware
+from shared.web.cors import cors_middleware
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import rate_limit_middleware
+from shared.web.reporting import ErrorReport, ErrorReporter
+from shared.web.router import Handler, Router
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,10 @@ class AppBundle:
     @property
     def max_body_bytes(self) -> int:
         return self.settings.max_body_bytes
+
+    @property
+    def client_ip_header(self) -> str | None:
+        return self.settings.client_ip_header
 
     async def scheduled(self, cron: str = "") -> None:
         """The cron tick (Workers `scheduled`): flush the outbox as a safety net."""

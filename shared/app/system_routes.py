@@ -21,20 +21,19 @@ import re
 import time
 from typing import Any
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response, loads_bounded
-from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
-from shared.qstash import Receiver
+from shared.qstash import NON_RETRYABLE, Receiver
 from shared.redis import Redis
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response, loads_bounded
+from shared.web.router import Router
 
 CRON_PATH = "/api/cron/flush-outbox"
 DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
 SMOKE_PATH = "/api/jobs/smoke"
 SMOKE_TTL_S = 600
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
 
 
 def smoke_key(nonce: str) -> str:

@@ -171,7 +171,7 @@ _SIGNATURE = _header(
 )
 
 
-def build_document(app_url: str) -> dict[str, Any]:
+def openapi_document(app_url: str) -> dict[str, Any]:
     """OpenAPI 3.1 for every public route, from the models and the server's patterns."""
     schemas: dict[str, Any] = {}
     for model in (OrderIn, OrderOut, OrderCreated, ErrorOut):

@@ -21,10 +21,11 @@ from shared.qstash.publish import (
     parse_publish_response,
     publish_headers,
 )
-from shared.qstash.receiver import Receiver, SignatureClaims
+from shared.qstash.receiver import NON_RETRYABLE, Receiver, SignatureClaims
 
 __all__ = [
     "DEFAULT_URL",
+    "NON_RETRYABLE",
     "BatchMessage",
     "FlowControl",
     "Method",

@@ -15,7 +15,7 @@ from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.jobs.email_address import EMAIL_PATTERN, LOCAL_LENGTH_PATTERN, MAX_EMAIL_LENGTH
 from shared.orders import api
-from shared.orders.models import openapi_document
+from shared.orders.openapi import openapi_document
 from shared.orders.records import ORDER_ID
 from tests.conftest import Devstack
 from tests.jobs.app_harness import BASE_URL, app_client, app_test_env

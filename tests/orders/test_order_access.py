@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
@@ -25,6 +24,7 @@ from shared.orders.records import new_order_id, order_key
 from shared.orders.service import idempotency_key
 from shared.redis import Redis
 from shared.settings import Settings
+from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack, start_devstack, stop_devstack
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter, client_ip_from
 from shared.app.assembly import build_app
-from shared.app.http import Headers
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
 from shared.settings import Settings
+from shared.web.asgi import AsgiAdapter, client_ip_from
+from shared.web.http import Headers
 from tests.conftest import Devstack
 
 pytestmark = pytest.mark.integration

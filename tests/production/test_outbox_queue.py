@@ -20,14 +20,14 @@ import pytest
 from aiohttp import web
 
 from devstack.dev import DEV_CRON_SECRET, app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
-from shared.app.reporting import ErrorReport
 from shared.http import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import DEAD_KEY, OUTBOX_KEY, DeadJob, Job, Outbox
 from shared.qstash import QStash
 from shared.redis import Redis
+from shared.web.asgi import AsgiAdapter
+from shared.web.reporting import ErrorReport
 from tests.conftest import Devstack, start_devstack, stop_devstack
 
 pytestmark = pytest.mark.integration

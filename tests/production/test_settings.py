@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.app.reporting import ErrorReport, log_error_report
 from shared.errors import ConfigError
 from shared.settings import Settings
+from shared.web.reporting import ErrorReport, log_error_report
 
 BASE = {
     "UPSTASH_REDIS_REST_URL": "https://db.upstash.io",

@@ -12,12 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from shared.app.app import new_request_id
-from shared.app.assembly import AppBundle
-from shared.app.errors import error_response, response_for
-from shared.app.http import Headers, Request, Response
 from shared.background import background
 from shared.scope import request_scope
+from shared.web.http import Headers, Request, Response
+from shared.web.served import BodyTooLarge, Served, early_answer
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +23,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -80,11 +74,11 @@ class AsgiAdapter:
     as JSON instead of crashing the function at import.
     """
 
-    def __init__(self, build: Callable[[], AppBundle]) -> None:
+    def __init__(self, build: Callable[[], Served]) -> None:
         self._build = build
-        self._bundle: AppBundle | None = None
+        self._bundle: Served | None = None
 
-    def bundle(self) -> AppBundle:
+    def bundle(self) -> Served:
         if self._bundle is None:
             self._bundle = self._build()
         return self._bundle
@@ -102,14 +96,8 @@ class AsgiAdapter:
             try:
                 bundle = self.bundle()
                 body = await read_body(receive, bundle.max_body_bytes)
-            except BodyTooLarge:
-                early = error_response(413, "Request body too large")
-                await send_response(send, early.with_headers({"x-request-id": new_request_id()}))
-                return
-            except Exception as exc:  # configuration errors: JSON, never a traceback
-                request_id = new_request_id()
-                early = response_for(exc, request_id)
-                await send_response(send, early.with_headers({"x-request-id": request_id}))
+            except Exception as exc:  # too large, or a configuration error: JSON, no traceback
+                await send_response(send, early_answer(exc))
                 return
             request = Request(
                 method=scope["method"].upper(),
@@ -117,7 +105,7 @@ class AsgiAdapter:
                 query_string=scope.get("query_string", b"").decode("latin-1"),
                 headers=headers,
                 body=body,
-                client_ip=client_ip_from(headers, scope, bundle.settings.client_ip_header),
+                client_ip=client_ip_from(headers, scope, bundle.client_ip_header),
             )
             response = await bundle.app.handle(request)
             await send_response(send, response)

@@ -15,12 +15,12 @@ import ipaddress
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from shared.app.app import Middleware
-from shared.app.errors import HttpError, error_response, response_for
-from shared.app.http import Request, Response
-from shared.app.router import Handler
 from shared.ratelimit import Ratelimit, RateLimitResult
 from shared.scope import ScopeKey, current_scope
+from shared.web.app import Middleware
+from shared.web.errors import HttpError, error_response, response_for
+from shared.web.http import Request, Response
+from shared.web.router import Handler
 
 TOO_MANY = "Too many requests"
 Identify = Callable[[Request], str]
