@@ -119,6 +119,7 @@ class QStashServer:
             app.router.add_route(method, "/v2/schedules/{id}/pause", self._schedule_pause)
             app.router.add_route(method, "/v2/schedules/{id}/resume", self._schedule_resume)
         app.router.add_get("/v2/events", self._events)
+        app.router.add_get("/v2/flowControl", self._flow_control_list)
         app.router.add_get("/v2/flowControl/{key}", self._flow_control)
         return app
 
@@ -600,28 +601,36 @@ class QStashServer:
             answer["cursor"] = str(cursor + count)
         return web.json_response(answer)
 
-    async def _flow_control(self, request: web.Request) -> web.Response:
-        key = request.match_info["key"]
+    async def _flow_info(self, key: str) -> dict[str, object] | None:
         limits, pending = await self.store.flow_info(key)
         if limits is None:
-            raise NotFound(f"flow control key {key!r} not found")
+            return None
         active = self.scheduler.active(key)
         period_s = int(limits.get("period") or 0)
         window_ms = max(1, self.scheduler.scaled_ms(period_s or 1))
         starts = await self.store.rate_starts(key, now_ms() - window_ms + 1)
-        return web.json_response(
-            {
-                "flowControlKey": key,
-                "waitListSize": max(0, pending - active),
-                "parallelismMax": int(limits.get("parallelism") or 0),
-                "parallelismCount": active,
-                "rateMax": int(limits.get("rate") or 0),
-                "rateCount": len(starts),
-                "ratePeriod": period_s,
-                "ratePeriodStart": starts[0] if starts else 0,
-                "isPaused": False,
-            }
-        )
+        return {
+            "flowControlKey": key,
+            "waitListSize": max(0, pending - active),
+            "parallelismMax": int(limits.get("parallelism") or 0),
+            "parallelismCount": active,
+            "rateMax": int(limits.get("rate") or 0),
+            "rateCount": len(starts),
+            "ratePeriod": period_s,
+            "ratePeriodStart": starts[0] if starts else 0,
+            "isPaused": False,
+        }
+
+    async def _flow_control(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        info = await self._flow_info(key)
+        if info is None:
+            raise NotFound(f"flow control key {key!r} not found")
+        return web.json_response(info)
+
+    async def _flow_control_list(self, _request: web.Request) -> web.Response:
+        infos = [await self._flow_info(key) for key in await self.store.flow_keys()]
+        return web.json_response([i for i in infos if i is not None])
 
 
 def base64_text(value: str) -> str:

@@ -7,9 +7,9 @@
 {prefix}dlq             sorted set: dlq id -> unix ms it arrived
 {prefix}dlq:{dlqId}     JSON of the DLQ entry (the message and its last response)
 {prefix}events          list of JSON log events, newest first (capped at MAX_EVENTS)
-{prefix}fc:{key}        JSON: the flow-control limits the key's latest message carried
-{prefix}fc:{key}:msgs   set: pending message ids with that flow-control key
-{prefix}fc:{key}:starts sorted set: attempt id -> unix ms it started (the rate window)
+{prefix}fcl:{key}       JSON: the flow-control limits the key's latest message carried
+{prefix}fcm:{key}       set: pending message ids with that flow-control key
+{prefix}fcs:{key}       sorted set: attempt id -> unix ms it started (the rate window)
 {prefix}sched:{id}      JSON of a schedule
 {prefix}schedules       sorted set: schedule id -> unix ms of its next run (real time)
 {prefix}topic:{name}    JSON of a URL group {name, createdAt, updatedAt, endpoints}
@@ -90,8 +90,8 @@ class QStashStore:
                 "period": message.flow_period_s,
                 "parallelism": message.flow_parallelism,
             }
-            pipe.set(f"{self.p}fc:{message.flow_key}", json.dumps(limits))
-            pipe.sadd(f"{self.p}fc:{message.flow_key}:msgs", message.id)
+            pipe.set(f"{self.p}fcl:{message.flow_key}", json.dumps(limits))
+            pipe.sadd(f"{self.p}fcm:{message.flow_key}", message.id)
         self._log(pipe, event_of(message, "CREATED", at_ms))
 
     def _drop(self, pipe: Any, message: Message) -> None:
@@ -99,7 +99,7 @@ class QStashStore:
         pipe.zrem(f"{self.p}due", message.id)
         pipe.srem(f"{self.p}inflight", message.id)
         if message.flow_key is not None:
-            pipe.srem(f"{self.p}fc:{message.flow_key}:msgs", message.id)
+            pipe.srem(f"{self.p}fcm:{message.flow_key}", message.id)
 
     async def enqueue(self, *messages: Message, at_ms: int | None = None) -> None:
         """Stores messages and schedules their first attempt, all or nothing."""
@@ -135,7 +135,7 @@ class QStashStore:
             pipe.zadd(f"{self.p}due", {message.id: lease_until_ms}, xx=True)
             pipe.sadd(f"{self.p}inflight", message.id)
             if message.flow_key is not None and message.flow_rate is not None:
-                starts = f"{self.p}fc:{message.flow_key}:starts"
+                starts = f"{self.p}fcs:{message.flow_key}"
                 pipe.zadd(starts, {attempt_id: now_ms})
                 pipe.zremrangebyscore(starts, "-inf", now_ms - 86_400_000)
             self._log(pipe, event_of(message, "ACTIVE", now_ms))
@@ -144,15 +144,22 @@ class QStashStore:
     async def rate_starts(self, key: str, since_ms: int) -> list[int]:
         """Start times (unix ms, oldest first) of the key's attempts since `since_ms`."""
         pairs = await self.redis.zrangebyscore(
-            f"{self.p}fc:{key}:starts", since_ms, "+inf", withscores=True
+            f"{self.p}fcs:{key}", since_ms, "+inf", withscores=True
         )
         return [int(score) for _, score in pairs]
+
+    async def flow_keys(self) -> list[str]:
+        """Every flow-control key a message was published with."""
+        prefix = f"{self.p}fcl:"
+        return sorted(
+            [str(name)[len(prefix) :] async for name in self.redis.scan_iter(match=f"{prefix}*")]
+        )
 
     async def flow_info(self, key: str) -> tuple[dict[str, Any] | None, int]:
         """(the key's latest limits or None if unknown, its pending message count)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(f"{self.p}fc:{key}")
-            pipe.scard(f"{self.p}fc:{key}:msgs")
+            pipe.get(f"{self.p}fcl:{key}")
+            pipe.scard(f"{self.p}fcm:{key}")
             limits, pending = await pipe.execute()
         return (json.loads(limits) if limits else None), int(pending)
 

@@ -31,7 +31,6 @@ from aiohttp import web
 from qstash_sink import Sink
 
 from devstack.dev import DEV_CRON_SECRET, app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
@@ -39,6 +38,7 @@ from shared.qstash import FlowControl, QStash, QStashAdmin
 from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
 from shared.settings import EMAIL_FLOW_CONTROL_KEY
+from shared.web.asgi import AsgiAdapter
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

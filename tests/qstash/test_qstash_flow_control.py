@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from aiohttp import web
 from qstash_sink import TIME_SCALE
@@ -91,13 +92,20 @@ async def publish_burst(
 async def test_parallelism_bounds_deliveries_in_flight_across_destinations(
     qstash_env: dict[str, str], meter: Meter
 ) -> None:
-    """With parallelism=2 on one key over two URLs, at most 2 requests are ever in flight."""
+    """With parallelism=2 on one key over two URLs, at most 2 requests are ever in flight;
+    the key is listed by `GET /v2/flowControl`."""
     key = f"par-{uuid.uuid4().hex[:8]}"
     ids = await publish_burst(qstash_env, meter, 10, FlowControl(key, parallelism=2))
     admin = QStashAdmin.from_env(qstash_env)
     try:
         info = await admin.flow_control(key)
         assert info.parallelism_max == 2 and info.parallelism_count <= 2
+        async with httpx.AsyncClient() as http:
+            listed = await http.get(
+                f"{qstash_env['QSTASH_URL']}/v2/flowControl",
+                headers={"Authorization": f"Bearer {qstash_env['QSTASH_TOKEN']}"},
+            )
+        assert key in [item["flowControlKey"] for item in listed.json()]
         await asyncio.wait_for(meter.done.wait(), 15)
     finally:
         await admin.aclose()
