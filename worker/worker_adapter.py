@@ -21,6 +21,7 @@ from shared.app.assembly import AppBundle, build_app
 from shared.background import background
 from shared.http import FetchTransport
 from shared.scope import request_scope
+from shared.web.geo import cf_country
 from shared.web.http import Headers, Request, Response
 from shared.web.served import BodyTooLarge, early_answer
 
@@ -93,6 +94,7 @@ async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
         headers=headers,
         body=body,
         client_ip=headers.get("cf-connecting-ip"),
+        country=cf_country(request),
     )
 
 

@@ -33,11 +33,18 @@ from shared.orders.records import OrderTokens
 from shared.orders.repository import RedisOrderRepository
 from shared.orders.service import OrderService
 from shared.qstash import QStash, Receiver
-from shared.ratelimit import Ratelimit, fixed_window, sliding_window
+from shared.ratelimit import (
+    ConcurrencyLimit,
+    Protection,
+    Ratelimit,
+    fixed_window,
+    sliding_window,
+)
 from shared.redis import Redis
 from shared.settings import Settings
 from shared.web.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.web.app import App, Middleware
+from shared.web.concurrency import concurrency_middleware
 from shared.web.content_type import json_body_middleware
 from shared.web.cors import cors_middleware
 from shared.web.errors import HttpError
@@ -64,6 +71,7 @@ class Services:
     repository: RedisOrderRepository
     orders: OrderService
     tokens: OrderTokens
+    order_slots: ConcurrencyLimit | None = None
 
     @classmethod
     def build(cls, settings: Settings, transport: Transport) -> Services:
@@ -81,7 +89,11 @@ class Services:
         email_rate = settings.email_rate_limit
         return cls(
             redis=redis,
-            limiter=Ratelimit(redis, sliding_window(rate.tokens, rate.window)),
+            limiter=Ratelimit(
+                redis,
+                sliding_window(rate.tokens, rate.window),
+                protection=_protection(settings, redis, transport),
+            ),
             recipient_limiter=Ratelimit(
                 redis, fixed_window(email_rate.tokens, email_rate.window), prefix="ratelimit:email"
             ),
@@ -101,7 +113,25 @@ class Services:
                 order_ttl_s=settings.order_retention_s,
             ),
             tokens=tokens,
+            order_slots=(
+                ConcurrencyLimit(redis, settings.order_concurrency, lease="30 s")
+                if settings.order_concurrency
+                else None
+            ),
         )
+
+
+def _protection(settings: Settings, redis: Redis[Any], transport: Transport) -> Protection | None:
+    """Deny lists (README: "Rate limiting"), on when any protection setting asks for it."""
+    wanted = settings.rate_limit_protection or settings.deny_countries
+    if not wanted and settings.ip_deny_list_url is None:
+        return None
+    return Protection(
+        redis,
+        deny_countries=settings.deny_countries,
+        ip_list_url=settings.ip_deny_list_url,
+        transport=transport,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +147,10 @@ class AppBundle:
     @property
     def client_ip_header(self) -> str | None:
         return self.settings.client_ip_header
+
+    @property
+    def country_header(self) -> str | None:
+        return self.settings.country_header
 
     async def scheduled(self, cron: str = "") -> None:
         """The cron tick (Workers `scheduled`): flush the outbox as a safety net."""
@@ -220,6 +254,14 @@ def build_app(
         json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
+    if services.order_slots is not None:  # innermost: a refused key takes no slot
+        middleware.append(
+            concurrency_middleware(
+                services.order_slots,
+                routes={("POST", "/api/orders")},
+                identify=keyed_identifier(keys),
+            )
+        )
     app = App(
         router,
         middleware=middleware,

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.background import background
 from shared.scope import request_scope
+from shared.web.geo import country_code
 from shared.web.http import Headers, Request, Response
 from shared.web.served import BodyTooLarge, Served, early_answer
 
@@ -58,6 +59,12 @@ def client_ip_from(headers: Headers, scope: Scope, trusted_header: str | None = 
                 return last
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+def country_from(headers: Headers, trusted_header: str | None) -> str | None:
+    """The platform's country code (`x-vercel-ip-country` on Vercel), only from a header
+    the platform sets: without one, a client could claim any country."""
+    return country_code(headers.get(trusted_header)) if trusted_header else None
 
 
 async def send_response(send: Send, response: Response) -> None:
@@ -106,6 +113,7 @@ class AsgiAdapter:
                 headers=headers,
                 body=body,
                 client_ip=client_ip_from(headers, scope, bundle.client_ip_header),
+                country=country_from(headers, bundle.country_header),
             )
             response = await bundle.app.handle(request)
             await send_response(send, response)

@@ -110,7 +110,8 @@ class Headers(Mapping[str, str]):
 @dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request as data; `path` has no query string, `client_ip` is the adapter's
-    best knowledge of the caller (CF-Connecting-IP, first X-Forwarded-For)."""
+    best knowledge of the caller (CF-Connecting-IP, first X-Forwarded-For), `country` the
+    platform's ISO code for it (Workers `request.cf.country`, Vercel `x-vercel-ip-country`)."""
 
     method: str
     path: str
@@ -118,6 +119,7 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     client_ip: str | None = None
+    country: str | None = None
     request_id: str = ""
     path_params: Mapping[str, str] = field(default_factory=dict)
 

@@ -31,6 +31,11 @@ class Served(Protocol):
         """The trusted header naming the client (right-most entry), or None: the peer."""
         ...
 
+    @property
+    def country_header(self) -> str | None:
+        """The trusted header stating the client's country (Vercel's), or None."""
+        ...
+
 
 class BodyTooLarge(Exception):
     """The request body passed `max_body_bytes`; raised while reading it."""
