@@ -99,7 +99,8 @@ async def serve_app(
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    env = {**app_env(stack, url), "RATE_LIMIT": "1000/10s", **overrides}
+    # a burst from one client: no API rate limit, no cap on concurrent order requests
+    env = {**app_env(stack, url), "RATE_LIMIT": "1000/10s", "ORDER_CONCURRENCY": "0", **overrides}
     adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
     server = uvicorn.Server(uvicorn.Config(adapter, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
