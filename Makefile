@@ -63,3 +63,9 @@ clean:
 .PHONY: smoke
 smoke: setup
 	$(VENV_PY) tools/smoke.py
+
+# QStash operations for a deployment (schedule-flush, dlq, dlq-retry, log, ...): see
+# tools/qstash.py. Example: make qstash ARGS="dlq" (credentials from the environment).
+.PHONY: qstash
+qstash: setup
+	$(VENV_PY) -m tools.qstash $(ARGS)

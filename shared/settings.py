@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from shared.config import check_token, check_url
 from shared.durations import parse_duration_ms
 from shared.errors import ConfigError
+from shared.qstash.flow_control import FlowControl
+from shared.qstash.flow_control import parse_rate as parse_flow_rate
 from shared.redis.config import RestEndpoint, endpoint_from_env
 from shared.web.reporting import ErrorReporter, load_reporter, log_error_report
 
@@ -174,6 +176,29 @@ def app_url_from(env: Mapping[str, str]) -> str:
     raise ConfigError("APP_URL", "is not set (the public base URL QStash calls back)")
 
 
+EMAIL_FLOW_CONTROL_KEY = "email-send"
+_OFF = ("off", "none", "0")
+
+
+def email_flow_control_from(env: Mapping[str, str]) -> FlowControl | None:
+    """`EMAIL_SEND_RATE` ("2/1s", "off") and `EMAIL_SEND_PARALLELISM` (2, "off"): the
+    QStash flow control every confirmation job is published with; None when both are off."""
+    rate_text = str(env.get("EMAIL_SEND_RATE") or "2/1s").strip()
+    rate = period = None
+    if rate_text.lower() not in _OFF:
+        try:
+            rate, period = parse_flow_rate(rate_text)
+        except ValueError as exc:
+            raise ConfigError("EMAIL_SEND_RATE", f"must look like '2/1s' or 'off': {exc}") from None
+    parallelism_text = str(env.get("EMAIL_SEND_PARALLELISM") or "2").strip()
+    parallelism = None
+    if parallelism_text.lower() not in _OFF:
+        parallelism = _int(env, "EMAIL_SEND_PARALLELISM", 2, 1, 1000)
+    if rate is None and parallelism is None:
+        return None
+    return FlowControl(EMAIL_FLOW_CONTROL_KEY, rate=rate, period=period, parallelism=parallelism)
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
     if raw is None or not str(raw).strip():
@@ -221,6 +246,13 @@ class Settings:
     country_header: str | None = None
     order_concurrency: int = 4
     error_reporter: ErrorReporter = field(default=log_error_report, repr=False, compare=False)
+    # QStash flow control of the confirmation job (README: "QStash in depth").
+    email_flow_control: FlowControl | None = None
+
+    @property
+    def flush_url(self) -> str:
+        """The public URL of the outbox flush (Vercel Cron, or a QStash schedule)."""
+        return f"{self.app_url}/api/cron/flush-outbox"
 
     @property
     def smoke_url(self) -> str:
@@ -278,6 +310,7 @@ class Settings:
                 env, "ORDER_TOKEN_SECRET_NEXT", required=False
             ),
             client_ip_header=client_ip_header_from(env),
+            email_flow_control=email_flow_control_from(env),
             deny_countries=_countries(env, "DENY_COUNTRIES"),
             ip_deny_list_url=_optional_url(env, "IP_DENY_LIST_URL"),
             rate_limit_protection=_flag(env, "RATE_LIMIT_PROTECTION"),

@@ -81,6 +81,7 @@ class Services:
             redis,
             qstash,
             forward_headers=settings.forward_headers,
+            flow_control=settings.email_flow_control,
             on_dead_letter=dead_letter_reporter(settings.error_reporter),
         )
         tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
@@ -229,7 +230,14 @@ def build_app(
             recipient_limiter=services.recipient_limiter,
         )
     )
-    router.include(cron_routes(services.outbox, settings.cron_secret))
+    router.include(
+        cron_routes(
+            services.outbox,
+            settings.cron_secret,
+            receiver=services.receiver,
+            flush_url=settings.flush_url,
+        )
+    )
     router.include(dead_letter_routes(services.outbox, settings.cron_secret))
     middleware = [
         cors_middleware(

@@ -210,6 +210,12 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "the CRON_SECRET (Vercel Cron sends it)",
                 },
+                "qstashSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Upstash-Signature",
+                    "description": "QStash's JWT for this URL (a QStash schedule sends it)",
+                },
             },
         },
         "paths": {
@@ -304,8 +310,8 @@ def openapi_document(app_url: str) -> dict[str, Any]:
             "/api/cron/flush-outbox": {
                 "get": {
                     "operationId": "flushOutbox",
-                    "summary": "Publish the jobs left in the outbox (Vercel Cron)",
-                    "security": [{"cronSecret": []}],
+                    "summary": "Publish the jobs left in the outbox (Vercel Cron, QStash schedule)",
+                    "security": [{"cronSecret": []}, {"qstashSignature": []}],
                     "responses": _responses(
                         {"200": {"description": "flushed", **_json(_ref("FlushReport"))}},
                         *(401, 503),
