@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
+from shared.background import defer
 from shared.errors import UpstashError
-from shared.ratelimit import ConcurrencyLimit
+from shared.ratelimit import ConcurrencyLimit, Lease
 from shared.web.app import Middleware
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
@@ -42,9 +43,14 @@ def concurrency_middleware(
             return await call_next(request)
         finally:
             if lease.lease_id is not None:
-                try:
-                    await limit.release(lease)
-                except UpstashError as exc:  # the lease ends on its own
-                    log.warning("concurrency slot release failed (%s)", type(exc).__name__)
+                # Given back beside the response, not before it: no round trip on the answer.
+                defer(_release(limit, lease))
 
     return middleware
+
+
+async def _release(limit: ConcurrencyLimit, lease: Lease) -> None:
+    try:
+        await limit.release(lease)
+    except UpstashError as exc:  # the lease ends on its own
+        log.warning("concurrency slot release failed (%s)", type(exc).__name__)
