@@ -16,29 +16,13 @@ pause/resume, endpoint upserts, a schedule upsert with an id).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Unpack
 
-from shared.config import check_token, check_url
-from shared.errors import ConfigError, TransportError, TransportTimeout
-from shared.http.transport import HttpRequest, HttpResponse, Transport
 from shared.qstash import manage as m
+from shared.qstash.connection import QStashConnection
 from shared.qstash.publish import PublishKwargs, PublishOptions
-
-DEFAULT_URL = "https://qstash.upstash.io"
-TOKEN_VAR = "QSTASH_TOKEN"  # noqa: S105 (a variable name, not a secret)
-URL_VAR = "QSTASH_URL"
-DEFAULT_DEADLINE = 10.0
-RETRY_ATTEMPTS = 3
-RETRY_BASE_DELAY = 0.2
-
-
-def _default_transport() -> Transport:
-    from shared.http.httpx_transport import HttpxTransport  # CPython only
-
-    return HttpxTransport()
 
 
 def _body(body: bytes | str | object, content_type: str | None) -> tuple[bytes, str | None]:
@@ -50,94 +34,38 @@ def _body(body: bytes | str | object, content_type: str | None) -> tuple[bytes, 
     return data, content_type or "application/json"
 
 
-class QStashAdmin:
-    """Manages QStash state over any `Transport`; never holds more than the token."""
+class QStashAdmin(QStashConnection):
+    """Manages QStash state over any `Transport`; never holds more than the token.
 
-    def __init__(
-        self,
-        token: str,
-        *,
-        url: str = DEFAULT_URL,
-        transport: Transport | None = None,
-        deadline: float = DEFAULT_DEADLINE,
-    ) -> None:
-        if isinstance(deadline, bool) or not deadline > 0:
-            raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
-        self._token = check_token("token", token)
-        self._url = check_url("url", url)
-        self._transport = transport if transport is not None else _default_transport()
-        self._owns_transport = transport is None
-        self._timeout = deadline  # each request's own timeout; `_send` bounds the whole call
-        self._deadline = deadline
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str],
-        *,
-        transport: Transport | None = None,
-        deadline: float = DEFAULT_DEADLINE,
-    ) -> QStashAdmin:
-        """Reads `QSTASH_TOKEN` (required) and `QSTASH_URL`; `ConfigError` names a bad one."""
-        token = env.get(TOKEN_VAR)
-        if token is None or not str(token).strip():
-            raise ConfigError(TOKEN_VAR, "is not set")
-        raw_url = env.get(URL_VAR)
-        url = check_url(URL_VAR, str(raw_url)) if raw_url and str(raw_url).strip() else DEFAULT_URL
-        return cls(
-            check_token(TOKEN_VAR, str(token)), url=url, transport=transport, deadline=deadline
-        )
-
-    def __repr__(self) -> str:  # never show the token
-        return f"QStashAdmin(url={self._url!r})"
-
-    async def aclose(self) -> None:
-        """Closes the transport if this client created it."""
-        close = getattr(self._transport, "aclose", None)
-        if self._owns_transport and close is not None:
-            await close()
-
-    async def _send(self, request: HttpRequest, *, retryable: bool = False) -> HttpResponse:
-        """One exchange under the total deadline; transport failures retried when `retryable`."""
-        try:
-            async with asyncio.timeout(self._deadline):
-                attempt = 1
-                while True:
-                    try:
-                        return await self._transport.send(request)
-                    except TransportError:
-                        if not retryable or attempt >= RETRY_ATTEMPTS:
-                            raise
-                        await asyncio.sleep(RETRY_BASE_DELAY * 2 ** (attempt - 1))
-                        attempt += 1
-        except TimeoutError:
-            raise TransportTimeout(f"QStash request timed out after {self._deadline:g}s") from None
+    Built like every QStash client (`QStashConnection`): `QStashAdmin(token, url=...,
+    transport=..., deadline=...)` or `QStashAdmin.from_env(env)`.
+    """
 
     # ------------------------------------------------------------ URL groups
 
     async def upsert_endpoints(self, group: str, endpoints: Sequence[m.Endpoint | str]) -> None:
         """Adds endpoints to `group`, creating it when new."""
         req = m.build_upsert_endpoints(
-            self._url, self._token, group, endpoints, timeout=self._timeout
+            self._url, self._token, group, endpoints, timeout=self._deadline
         )
         m.expect_ok(await self._send(req, retryable=True))
 
     async def remove_endpoints(self, group: str, endpoints: Sequence[m.Endpoint | str]) -> None:
         req = m.build_remove_endpoints(
-            self._url, self._token, group, endpoints, timeout=self._timeout
+            self._url, self._token, group, endpoints, timeout=self._deadline
         )
         m.expect_ok(await self._send(req, retryable=True))
 
     async def get_url_group(self, group: str) -> m.UrlGroup:
-        req = m.build_get_url_group(self._url, self._token, group, timeout=self._timeout)
+        req = m.build_get_url_group(self._url, self._token, group, timeout=self._deadline)
         return m.parse_url_group(await self._send(req, retryable=True))
 
     async def list_url_groups(self) -> list[m.UrlGroup]:
-        req = m.build_list_url_groups(self._url, self._token, timeout=self._timeout)
+        req = m.build_list_url_groups(self._url, self._token, timeout=self._deadline)
         return m.parse_url_groups(await self._send(req, retryable=True))
 
     async def delete_url_group(self, group: str) -> None:
-        req = m.build_delete_url_group(self._url, self._token, group, timeout=self._timeout)
+        req = m.build_delete_url_group(self._url, self._token, group, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def publish_to_group(
@@ -152,7 +80,7 @@ class QStashAdmin:
         data, ctype = _body(body, content_type)
         opts = PublishOptions(content_type=ctype, **options)
         req = m.build_publish_to_group(
-            self._url, self._token, group, data, opts, timeout=self._timeout
+            self._url, self._token, group, data, opts, timeout=self._deadline
         )
         return m.parse_group_publish(await self._send(req, retryable=opts.deduplicated))
 
@@ -179,39 +107,39 @@ class QStashAdmin:
             data,
             opts,
             schedule_id=schedule_id,
-            timeout=self._timeout,
+            timeout=self._deadline,
         )
         return m.parse_schedule_id(await self._send(req, retryable=schedule_id is not None))
 
     async def get_schedule(self, schedule_id: str) -> m.Schedule:
-        req = m.build_get_schedule(self._url, self._token, schedule_id, timeout=self._timeout)
+        req = m.build_get_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
         return m.parse_schedule(await self._send(req, retryable=True))
 
     async def list_schedules(self) -> list[m.Schedule]:
-        req = m.build_list_schedules(self._url, self._token, timeout=self._timeout)
+        req = m.build_list_schedules(self._url, self._token, timeout=self._deadline)
         return m.parse_schedules(await self._send(req, retryable=True))
 
     async def pause_schedule(self, schedule_id: str) -> None:
-        req = m.build_pause_schedule(self._url, self._token, schedule_id, timeout=self._timeout)
+        req = m.build_pause_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def resume_schedule(self, schedule_id: str) -> None:
-        req = m.build_resume_schedule(self._url, self._token, schedule_id, timeout=self._timeout)
+        req = m.build_resume_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def delete_schedule(self, schedule_id: str) -> None:
-        req = m.build_delete_schedule(self._url, self._token, schedule_id, timeout=self._timeout)
+        req = m.build_delete_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     # ------------------------------------------------------------ messages, DLQ, logs
 
     async def get_message(self, message_id: str) -> m.MessageInfo:
         """A message not yet delivered (404 `QStashError` once delivered or dead)."""
-        req = m.build_get_message(self._url, self._token, message_id, timeout=self._timeout)
+        req = m.build_get_message(self._url, self._token, message_id, timeout=self._deadline)
         return m.parse_message(await self._send(req, retryable=True))
 
     async def cancel_message(self, message_id: str) -> None:
-        req = m.build_cancel_message(self._url, self._token, message_id, timeout=self._timeout)
+        req = m.build_cancel_message(self._url, self._token, message_id, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def list_dlq(
@@ -227,22 +155,22 @@ class QStashAdmin:
             cursor=cursor,
             count=count,
             filters=filters,
-            timeout=self._timeout,
+            timeout=self._deadline,
         )
         return m.parse_dlq_page(await self._send(req, retryable=True))
 
     async def get_dlq(self, dlq_id: str) -> m.DlqMessage:
-        req = m.build_get_dlq(self._url, self._token, dlq_id, timeout=self._timeout)
+        req = m.build_get_dlq(self._url, self._token, dlq_id, timeout=self._deadline)
         return m.parse_dlq_message(await self._send(req, retryable=True))
 
     async def delete_dlq(self, dlq_id: str) -> None:
-        req = m.build_delete_dlq(self._url, self._token, dlq_id, timeout=self._timeout)
+        req = m.build_delete_dlq(self._url, self._token, dlq_id, timeout=self._deadline)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def retry_dlq(self, dlq_id: str, **options: Unpack[PublishKwargs]) -> str:
         """Publishes the dead message again (options override its own); the new message id."""
         opts = PublishOptions(**options) if options else None
-        req = m.build_retry_dlq(self._url, self._token, dlq_id, opts, timeout=self._timeout)
+        req = m.build_retry_dlq(self._url, self._token, dlq_id, opts, timeout=self._deadline)
         return m.parse_retry(await self._send(req))
 
     async def logs(
@@ -261,10 +189,10 @@ class QStashAdmin:
             state=state,
             cursor=cursor,
             count=count,
-            timeout=self._timeout,
+            timeout=self._deadline,
         )
         return m.parse_log_page(await self._send(req, retryable=True))
 
     async def flow_control(self, key: str) -> m.FlowControlInfo:
-        req = m.build_get_flow_control(self._url, self._token, key, timeout=self._timeout)
+        req = m.build_get_flow_control(self._url, self._token, key, timeout=self._deadline)
         return m.parse_flow_control_info(await self._send(req, retryable=True))
