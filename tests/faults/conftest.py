@@ -11,19 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Devstack, start_devstack, stop_devstack
+from tests.conftest import Devstack, running_devstack
 from tests.faults.harness import FaultyApp
 
 
 @pytest.fixture(scope="module")
 def fault_stack() -> Iterator[Devstack]:
     """A devstack for this layer alone (Redis REST, QStash at time scale 0.001, email sink)."""
-    stack = start_devstack("--qstash-time-scale", "0.001")
-    try:
+    with running_devstack() as stack:
         yield stack
-    finally:
-        stop_devstack(stack.process)
-        stack.stderr_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
