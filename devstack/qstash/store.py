@@ -173,20 +173,35 @@ class QStashStore:
             await pipe.execute()
         return len(ids)
 
+    async def _still_pending(self, pipe: Any, message_id: str) -> bool:
+        """Under WATCH of the message: False when it was cancelled while its attempt ran
+        (the attempt's outcome is then logged, but never revives or dead-letters it)."""
+        await pipe.watch(self._msg(message_id))
+        return bool(await pipe.exists(self._msg(message_id)))
+
     async def reschedule(
         self, message: Message, at_ms: int, *, now_ms: int = 0, error: str | None = None
     ) -> None:
+        status = message.last_status or None
+        failed = event_of(message, "ERROR", now_ms, error=error, responseStatus=status)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._msg(message.id), message.to_json())
-            pipe.zadd(f"{self.p}due", {message.id: at_ms})
-            pipe.srem(f"{self.p}inflight", message.id)
-            status = message.last_status or None
-            self._log(
-                pipe,
-                event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
-                event_of(message, "RETRY", now_ms, nextDeliveryTime=at_ms),
-            )
-            await pipe.execute()
+            while True:
+                try:
+                    pending = await self._still_pending(pipe, message.id)
+                    pipe.multi()
+                    pipe.srem(f"{self.p}inflight", message.id)
+                    if not pending:
+                        self._log(pipe, failed)
+                    else:
+                        pipe.set(self._msg(message.id), message.to_json())
+                        pipe.zadd(f"{self.p}due", {message.id: at_ms})
+                        self._log(
+                            pipe, failed, event_of(message, "RETRY", now_ms, nextDeliveryTime=at_ms)
+                        )
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def finish(
         self,
@@ -198,25 +213,41 @@ class QStashStore:
         delivered: bool = True,
         error: str | None = None,
     ) -> None:
-        """Removes a finished message, adds its callbacks, and its DLQ entry if it failed."""
+        """Removes a finished message, adds its callbacks, and its DLQ entry if it failed.
+
+        A message cancelled while this attempt ran gets only the attempt's outcome in its
+        log: no FAILED, no dead letter, no failure callback."""
+        status = message.last_status or None
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._drop(pipe, message)
-            if dlq_id is not None:
-                entry = {"dlqId": dlq_id, "message": json.loads(message.to_json())}
-                pipe.set(f"{self.p}dlq:{dlq_id}", json.dumps(entry))
-                pipe.zadd(f"{self.p}dlq", {dlq_id: now_ms})
-            status = message.last_status or None
-            if delivered:
-                self._log(pipe, event_of(message, "DELIVERED", now_ms, responseStatus=status))
-            else:
-                self._log(
-                    pipe,
-                    event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
-                    event_of(message, "FAILED", now_ms, error=error, responseStatus=status),
-                )
-            for follow in follow_ups:
-                self._store_new(pipe, follow, now_ms)
-            await pipe.execute()
+            while True:
+                try:
+                    pending = await self._still_pending(pipe, message.id)
+                    pipe.multi()
+                    self._drop(pipe, message)
+                    if delivered:
+                        self._log(
+                            pipe, event_of(message, "DELIVERED", now_ms, responseStatus=status)
+                        )
+                    else:
+                        self._log(
+                            pipe,
+                            event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
+                        )
+                    if pending and not delivered:
+                        if dlq_id is not None:
+                            entry = {"dlqId": dlq_id, "message": json.loads(message.to_json())}
+                            pipe.set(f"{self.p}dlq:{dlq_id}", json.dumps(entry))
+                            pipe.zadd(f"{self.p}dlq", {dlq_id: now_ms})
+                        self._log(
+                            pipe,
+                            event_of(message, "FAILED", now_ms, error=error, responseStatus=status),
+                        )
+                    for follow in follow_ups if pending or delivered else ():
+                        self._store_new(pipe, follow, now_ms)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def cancel(self, message_id: str, *, now_ms: int = 0) -> bool:
         message = await self.get(message_id)
