@@ -106,6 +106,12 @@ class Ratelimit:
         timeout_ms = parse_duration_ms(timeout)
         if timeout_ms < 1:
             raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")
+        if protection is not None and protection.prefix != prefix:
+            # upstream keys the deny lists under the limiter's prefix: lists under another
+            # one would never match what the console or a TypeScript service wrote
+            raise ValueError(
+                f"protection prefix {protection.prefix!r} differs from the limiter's {prefix!r}"
+            )
         self.limiter = limiter
         self.prefix = prefix
         self.on_error: OnError = on_error
