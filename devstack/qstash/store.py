@@ -112,8 +112,11 @@ class QStashStore:
         text = await self.redis.get(self._msg(message_id))
         return Message.from_json(str(text)) if text else None
 
-    async def due(self, now_ms: int, limit: int) -> list[str]:
-        ids = await self.redis.zrangebyscore(f"{self.p}due", "-inf", now_ms, start=0, num=limit)
+    async def due(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
+        """Ids due by `now_ms`, earliest first: `limit` of them from position `offset`."""
+        ids = await self.redis.zrangebyscore(
+            f"{self.p}due", "-inf", now_ms, start=offset, num=limit
+        )
         return [str(i) for i in ids]
 
     async def next_due_ms(self, after_ms: int | None = None) -> int | None:
