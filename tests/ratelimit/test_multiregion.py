@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from shared.ratelimit import (
     MultiRegionRatelimit,
+    Protection,
     cached_fixed_window,
     fixed_window,
     sliding_window,
@@ -236,3 +237,52 @@ def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) ->
         MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         MultiRegionRatelimit(region_clients, cached_fixed_window(5, "1 s"))
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_every_window_hash_in_every_region_gets_a_ttl(
+    algorithm: str,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """The hashes a decision and its synchronisation create expire in every region (the
+    README's claim over upstream): nothing a multi-region limiter writes lives forever."""
+    ours = MultiRegionRatelimit(region_clients, ALGORITHMS[algorithm], prefix, timeout=10)
+    for _ in range(3):
+        result = await ours.limit(ident)
+        assert result.pending is not None
+        await result.pending
+    window_ms = 86_400_000
+    for client in region_direct:
+        keys = await client.keys(f"{prefix}:{ident}:*")
+        assert keys, "a region holds no window hash"
+        for key in keys:
+            assert 0 < await client.pttl(key) <= 2 * window_ms + 1000, key
+
+
+async def test_protection_lists_live_in_the_first_region_for_both_sides(
+    upstream: Any, region_clients: list[Redis[str]], prefix: str, ident: str
+) -> None:
+    """Our multi-region limiter reads the deny lists from the first database (upstream's
+    MultiRegionRatelimit has no protection: it ignores `enableProtection`), where upstream's
+    single-region limiter on that database reads them too; a value denied only in another
+    region blocks neither."""
+    first, second = Protection(region_clients[0], prefix), Protection(region_clients[1], prefix)
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(LIMIT, "1 d"), prefix, timeout=10, protection=first
+    )
+    # (upstream's single-region keys are strings where ours are hashes: its identifiers
+    # below are ones our multi-region limiter never counted)
+    await first.deny(f"{ident}-denied", f"{ident}-ts-denied")
+    await second.deny(f"{ident}-elsewhere", f"{ident}-ts-elsewhere")
+    denied = await ours.limit(f"{ident}-denied")
+    assert (denied.success, denied.reason) == (False, "deny_identifier")
+    assert (await ours.limit(f"{ident}-elsewhere")).success
+    multi = await upstream(prefix=prefix, algorithm="fixed", protection=True)
+    assert (await multi.limit(f"{ident}-denied"))["reason"] is None  # no protection upstream
+    single = await upstream(prefix=prefix, algorithm="fixed", protection=True, multi=False)
+    theirs = await single.limit(f"{ident}-ts-denied")
+    assert (theirs["success"], theirs["reason"]) == (False, "denyList")
+    assert (await single.limit(f"{ident}-ts-elsewhere"))["success"]
