@@ -286,3 +286,38 @@ async def test_protection_lists_live_in_the_first_region_for_both_sides(
     theirs = await single.limit(f"{ident}-ts-denied")
     assert (theirs["success"], theirs["reason"]) == (False, "denyList")
     assert (await single.limit(f"{ident}-ts-elsewhere"))["success"]
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_a_refund_reaches_every_full_region(
+    algorithm: str,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A negative rate (a refund) on a spent budget is recorded in every region although
+    their windows are full: each then counts the limit minus one, and exactly one more
+    request is admitted."""
+    limit = 3
+    algorithms = {"fixed": fixed_window(limit, "1 d"), "sliding": sliding_window(limit, "1 d")}
+    ours = MultiRegionRatelimit(
+        region_clients, algorithms[algorithm], prefix, timeout=10, ephemeral_cache=False
+    )
+    for _ in range(limit):
+        result = await ours.limit(ident)
+        assert result.success and result.pending is not None
+        await result.pending
+    refund = await ours.limit(ident, -1)
+    assert refund.pending is not None
+    await refund.pending
+    sums = [
+        sum(int(weight) for window in region.values() for weight in window.values())
+        for region in await window_hashes(region_direct, prefix, ident)
+    ]
+    assert sums == [limit - 1] * REGIONS, sums
+    again = await ours.limit(ident)
+    assert again.success
+    assert again.pending is not None
+    await again.pending
+    assert not (await ours.limit(ident)).success
