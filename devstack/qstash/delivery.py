@@ -277,6 +277,7 @@ class Scheduler:
             now_ms() + int(timeout * 1000) + 5000,
             now_ms=now_ms(),
             attempt_id=new_id("att"),
+            window_ms=self.scaled_ms(message.flow_period_s or 1),
         )
         if message.flow_key is not None:
             self._active[message.flow_key] = self.active(message.flow_key) + 1

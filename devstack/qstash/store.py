@@ -29,6 +29,7 @@ from devstack.qstash.model import Message
 PREFIX = "devstack:qstash:"
 DEDUP_TTL_SECONDS = 600
 MAX_EVENTS = 10_000
+RATE_STARTS_KEPT_MS = 86_400_000  # a flow-control key's starts are kept at least this long
 
 
 def event_of(message: Message, state: str, at_ms: int, **extra: object) -> dict[str, object]:
@@ -131,16 +132,26 @@ class QStashStore:
         return int(first[0][1]) if first else None
 
     async def start_attempt(
-        self, message: Message, lease_until_ms: int, *, now_ms: int, attempt_id: str
+        self,
+        message: Message,
+        lease_until_ms: int,
+        *,
+        now_ms: int,
+        attempt_id: str,
+        window_ms: int = RATE_STARTS_KEPT_MS,
     ) -> None:
-        """Marks an attempt in flight; the lease keeps the scheduler from picking it again."""
+        """Marks an attempt in flight; the lease keeps the scheduler from picking it again.
+
+        A rate-limited key's starts are kept for `window_ms` (its period, as the scheduler
+        scales it) and at least a day, so a period over a day still counts every start."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(f"{self.p}due", {message.id: lease_until_ms}, xx=True)
             pipe.sadd(f"{self.p}inflight", message.id)
             if message.flow_key is not None and message.flow_rate is not None:
                 starts = f"{self.p}fcs:{message.flow_key}"
                 pipe.zadd(starts, {attempt_id: now_ms})
-                pipe.zremrangebyscore(starts, "-inf", now_ms - 86_400_000)
+                kept = max(window_ms, RATE_STARTS_KEPT_MS)
+                pipe.zremrangebyscore(starts, "-inf", now_ms - kept)
             self._log(pipe, event_of(message, "ACTIVE", now_ms))
             await pipe.execute()
 
