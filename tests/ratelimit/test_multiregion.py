@@ -321,3 +321,34 @@ async def test_a_refund_reaches_every_full_region(
     assert again.pending is not None
     await again.pending
     assert not (await ours.limit(ident)).success
+
+
+async def test_a_full_region_that_missed_a_refund_gets_it_from_the_synchronisation(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A region that missed a refund (unreachable then) and so counts its window full still
+    receives the refund, and then the request the others admitted: every region ends with
+    the same ids instead of the lagging one staying full for the rest of the window."""
+    limit = 3
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(limit, "1 d"), prefix, timeout=10, ephemeral_cache=False
+    )
+    first = await ours.limit(ident)
+    assert first.pending is not None
+    await first.pending
+    [window_key] = await region_direct[0].keys(f"{prefix}:{ident}:*")
+    spent = {"a" * 16: "1", "b" * 16: "1", "c" * 16: "1"}
+    for client in region_direct:  # the budget spent everywhere ...
+        await client.delete(window_key)
+        await client.hset(window_key, mapping=spent)
+    for client in region_direct[:2]:  # ... and a refund only two regions recorded
+        await client.hset(window_key, "r" * 16, "-1")
+    result = await ours.limit(ident)
+    assert result.success and result.pending is not None
+    await result.pending
+    hashes = [await client.hgetall(window_key) for client in region_direct]
+    assert hashes[0] == hashes[1] == hashes[2], hashes
+    assert sum(int(w) for w in hashes[2].values()) == limit, hashes
