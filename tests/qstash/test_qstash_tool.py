@@ -54,7 +54,7 @@ async def test_env_file_and_flow_command(qstash_env: dict[str, str], tmp_path: P
     as_json = tool({}, "--env-file", str(env_file), "--json", "flow", key)
     assert as_json.returncode == 0, as_json.stderr
     info: dict[str, Any] = json.loads(as_json.stdout)
-    assert (info["key"], info["parallelism_max"], info["wait_list_size"]) == (key, 3, 1)
+    assert (info["key"], info["parallelism_max"], info["parallelism_count"]) == (key, 3, 0)
     as_text = tool({}, "--env-file", str(env_file), "flow", key)
     assert as_text.returncode == 0 and f"key          {key}" in as_text.stdout
     assert "in flight    0 of 3" in as_text.stdout
