@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 30.0
 MAX_PARALLEL = 64
 MAX_POLL_S = 0.5
-SCAN_LIMIT = 1000  # due messages looked at per tick (flow control may hold some back)
+SCAN_LIMIT = 1000  # due message ids read per page (a tick pages through all of them)
+FLOW_CACHE_MAX = 100_000  # message id -> flow limits remembered, so held ones cost no GET
 USER_AGENT = "Upstash-QStash"
 
 
@@ -63,6 +64,24 @@ def next_cron_ms(cron: str, after_ms: int) -> int:
     start = datetime.fromtimestamp(after_ms / 1000, zone)
     following = croniter(expression, start).get_next(datetime)
     return int(following.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLimits:
+    """A message's flow-control key and limits: messages with equal ones wait together."""
+
+    key: str
+    rate: int | None
+    period_s: int | None
+    parallelism: int | None
+
+    @staticmethod
+    def of(message: Message) -> FlowLimits | None:
+        if message.flow_key is None:
+            return None
+        return FlowLimits(
+            message.flow_key, message.flow_rate, message.flow_period_s, message.flow_parallelism
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +138,9 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._active: dict[str, int] = {}  # flow-control key -> attempts in flight
+        # message id -> its flow limits (None: no key); a message's limits never change,
+        # so a tick skips messages of limits already found full without reading them
+        self._flow_of: dict[str, FlowLimits | None] = {}
         # Set by the server: publishes one run of a schedule (it knows URL groups).
         self.fire_schedule: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
@@ -193,40 +215,75 @@ class Scheduler:
         return True, None
 
     async def _tick(self) -> int | None:
-        """Starts what may start; returns when a rate-limited message may pass, if any."""
+        """Starts what may start; returns when a rate-limited message may pass, if any.
+
+        Pages through every due message: a backlog one key holds back, however long, never
+        hides the messages of other keys behind it. Messages whose key and limits were
+        already found full in this tick are skipped without a read.
+        """
         room = MAX_PARALLEL - len(self._tasks)
         if room <= 0:
             return None
         hint: int | None = None
         now = now_ms()
-        for message_id in await self.store.due(now, SCAN_LIMIT):
-            if room <= 0:
-                break
-            if message_id in self._tasks:
-                continue
-            message = await self.store.get(message_id)
-            if message is None:  # cancelled meanwhile
-                await self.store.cancel(message_id)
-                continue
-            allowed, retry_at = await self._admit(message, now)
-            if not allowed:
-                if retry_at is not None:
+        full: set[FlowLimits] = set()
+        if len(self._flow_of) > FLOW_CACHE_MAX:
+            self._flow_of.clear()
+        offset = 0
+        while room > 0:
+            page = await self.store.due(now, SCAN_LIMIT, offset)
+            offset += len(page)
+            for message_id in page:
+                if room <= 0:
+                    break
+                started, retry_at = await self._consider(message_id, now, full)
+                if started:  # its lease moved it out of the due range: later ids move up
+                    room -= 1
+                    offset -= 1
+                elif retry_at is not None:
                     hint = retry_at if hint is None else min(hint, retry_at)
-                continue
-            timeout = message.timeout_s or DEFAULT_TIMEOUT_S
-            await self.store.start_attempt(
-                message,
-                now_ms() + int(timeout * 1000) + 5000,
-                now_ms=now_ms(),
-                attempt_id=new_id("att"),
-            )
-            if message.flow_key is not None:
-                self._active[message.flow_key] = self.active(message.flow_key) + 1
-            task = asyncio.create_task(self._attempt(message, timeout))
-            self._tasks[message_id] = task
-            task.add_done_callback(self._forget)
-            room -= 1
+            if len(page) < SCAN_LIMIT:
+                break
         return hint
+
+    async def _consider(
+        self, message_id: str, now: int, full: set[FlowLimits]
+    ) -> tuple[bool, int | None]:
+        """Starts one due message if flow control admits it: (started, when to look again)."""
+        if message_id in self._tasks:
+            return False, None
+        if message_id in self._flow_of and self._flow_of[message_id] in full:
+            return False, None
+        message = await self.store.get(message_id)
+        if message is None:  # cancelled meanwhile
+            self._flow_of.pop(message_id, None)
+            await self.store.cancel(message_id)
+            return False, None
+        limits = FlowLimits.of(message)
+        self._flow_of[message_id] = limits
+        allowed, retry_at = await self._admit(message, now)
+        if not allowed:
+            if limits is not None:
+                full.add(limits)
+            return False, retry_at
+        await self._start(message)
+        return True, None
+
+    async def _start(self, message: Message) -> None:
+        """Marks the attempt in flight and runs it as a task."""
+        timeout = message.timeout_s or DEFAULT_TIMEOUT_S
+        await self.store.start_attempt(
+            message,
+            now_ms() + int(timeout * 1000) + 5000,
+            now_ms=now_ms(),
+            attempt_id=new_id("att"),
+            window_ms=self.scaled_ms(message.flow_period_s or 1),
+        )
+        if message.flow_key is not None:
+            self._active[message.flow_key] = self.active(message.flow_key) + 1
+        task = asyncio.create_task(self._attempt(message, timeout))
+        self._tasks[message.id] = task
+        task.add_done_callback(self._forget)
 
     async def _fire_schedules(self) -> None:
         """Publishes every schedule whose next run is due, then books its following run."""
@@ -262,6 +319,7 @@ class Scheduler:
         for message_id, known in list(self._tasks.items()):
             if known is task:
                 del self._tasks[message_id]
+                self._flow_of.pop(message_id, None)
 
     async def _send(self, message: Message, timeout: float) -> Outcome:
         body = message.body

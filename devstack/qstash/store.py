@@ -29,6 +29,7 @@ from devstack.qstash.model import Message
 PREFIX = "devstack:qstash:"
 DEDUP_TTL_SECONDS = 600
 MAX_EVENTS = 10_000
+RATE_STARTS_KEPT_MS = 86_400_000  # a flow-control key's starts are kept at least this long
 
 
 def event_of(message: Message, state: str, at_ms: int, **extra: object) -> dict[str, object]:
@@ -112,8 +113,11 @@ class QStashStore:
         text = await self.redis.get(self._msg(message_id))
         return Message.from_json(str(text)) if text else None
 
-    async def due(self, now_ms: int, limit: int) -> list[str]:
-        ids = await self.redis.zrangebyscore(f"{self.p}due", "-inf", now_ms, start=0, num=limit)
+    async def due(self, now_ms: int, limit: int, offset: int = 0) -> list[str]:
+        """Ids due by `now_ms`, earliest first: `limit` of them from position `offset`."""
+        ids = await self.redis.zrangebyscore(
+            f"{self.p}due", "-inf", now_ms, start=offset, num=limit
+        )
         return [str(i) for i in ids]
 
     async def next_due_ms(self, after_ms: int | None = None) -> int | None:
@@ -128,16 +132,26 @@ class QStashStore:
         return int(first[0][1]) if first else None
 
     async def start_attempt(
-        self, message: Message, lease_until_ms: int, *, now_ms: int, attempt_id: str
+        self,
+        message: Message,
+        lease_until_ms: int,
+        *,
+        now_ms: int,
+        attempt_id: str,
+        window_ms: int = RATE_STARTS_KEPT_MS,
     ) -> None:
-        """Marks an attempt in flight; the lease keeps the scheduler from picking it again."""
+        """Marks an attempt in flight; the lease keeps the scheduler from picking it again.
+
+        A rate-limited key's starts are kept for `window_ms` (its period, as the scheduler
+        scales it) and at least a day, so a period over a day still counts every start."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(f"{self.p}due", {message.id: lease_until_ms}, xx=True)
             pipe.sadd(f"{self.p}inflight", message.id)
             if message.flow_key is not None and message.flow_rate is not None:
                 starts = f"{self.p}fcs:{message.flow_key}"
                 pipe.zadd(starts, {attempt_id: now_ms})
-                pipe.zremrangebyscore(starts, "-inf", now_ms - 86_400_000)
+                kept = max(window_ms, RATE_STARTS_KEPT_MS)
+                pipe.zremrangebyscore(starts, "-inf", now_ms - kept)
             self._log(pipe, event_of(message, "ACTIVE", now_ms))
             await pipe.execute()
 
@@ -173,20 +187,35 @@ class QStashStore:
             await pipe.execute()
         return len(ids)
 
+    async def _still_pending(self, pipe: Any, message_id: str) -> bool:
+        """Under WATCH of the message: False when it was cancelled while its attempt ran
+        (the attempt's outcome is then logged, but never revives or dead-letters it)."""
+        await pipe.watch(self._msg(message_id))
+        return bool(await pipe.exists(self._msg(message_id)))
+
     async def reschedule(
         self, message: Message, at_ms: int, *, now_ms: int = 0, error: str | None = None
     ) -> None:
+        status = message.last_status or None
+        failed = event_of(message, "ERROR", now_ms, error=error, responseStatus=status)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._msg(message.id), message.to_json())
-            pipe.zadd(f"{self.p}due", {message.id: at_ms})
-            pipe.srem(f"{self.p}inflight", message.id)
-            status = message.last_status or None
-            self._log(
-                pipe,
-                event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
-                event_of(message, "RETRY", now_ms, nextDeliveryTime=at_ms),
-            )
-            await pipe.execute()
+            while True:
+                try:
+                    pending = await self._still_pending(pipe, message.id)
+                    pipe.multi()
+                    pipe.srem(f"{self.p}inflight", message.id)
+                    if not pending:
+                        self._log(pipe, failed)
+                    else:
+                        pipe.set(self._msg(message.id), message.to_json())
+                        pipe.zadd(f"{self.p}due", {message.id: at_ms})
+                        self._log(
+                            pipe, failed, event_of(message, "RETRY", now_ms, nextDeliveryTime=at_ms)
+                        )
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def finish(
         self,
@@ -198,25 +227,41 @@ class QStashStore:
         delivered: bool = True,
         error: str | None = None,
     ) -> None:
-        """Removes a finished message, adds its callbacks, and its DLQ entry if it failed."""
+        """Removes a finished message, adds its callbacks, and its DLQ entry if it failed.
+
+        A message cancelled while this attempt ran gets only the attempt's outcome in its
+        log: no FAILED, no dead letter, no failure callback."""
+        status = message.last_status or None
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._drop(pipe, message)
-            if dlq_id is not None:
-                entry = {"dlqId": dlq_id, "message": json.loads(message.to_json())}
-                pipe.set(f"{self.p}dlq:{dlq_id}", json.dumps(entry))
-                pipe.zadd(f"{self.p}dlq", {dlq_id: now_ms})
-            status = message.last_status or None
-            if delivered:
-                self._log(pipe, event_of(message, "DELIVERED", now_ms, responseStatus=status))
-            else:
-                self._log(
-                    pipe,
-                    event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
-                    event_of(message, "FAILED", now_ms, error=error, responseStatus=status),
-                )
-            for follow in follow_ups:
-                self._store_new(pipe, follow, now_ms)
-            await pipe.execute()
+            while True:
+                try:
+                    pending = await self._still_pending(pipe, message.id)
+                    pipe.multi()
+                    self._drop(pipe, message)
+                    if delivered:
+                        self._log(
+                            pipe, event_of(message, "DELIVERED", now_ms, responseStatus=status)
+                        )
+                    else:
+                        self._log(
+                            pipe,
+                            event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
+                        )
+                    if pending and not delivered:
+                        if dlq_id is not None:
+                            entry = {"dlqId": dlq_id, "message": json.loads(message.to_json())}
+                            pipe.set(f"{self.p}dlq:{dlq_id}", json.dumps(entry))
+                            pipe.zadd(f"{self.p}dlq", {dlq_id: now_ms})
+                        self._log(
+                            pipe,
+                            event_of(message, "FAILED", now_ms, error=error, responseStatus=status),
+                        )
+                    for follow in follow_ups if pending or delivered else ():
+                        self._store_new(pipe, follow, now_ms)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def cancel(self, message_id: str, *, now_ms: int = 0) -> bool:
         message = await self.get(message_id)

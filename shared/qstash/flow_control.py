@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from shared.durations import Duration, format_duration, parse_duration_ms
+from shared.durations import Duration, parse_duration_ms
 
 KEY_HEADER = "Upstash-Flow-Control-Key"
 VALUE_HEADER = "Upstash-Flow-Control-Value"
@@ -35,7 +35,8 @@ class FlowControl:
     """A flow-control key and its limits; at least one of `rate` or `parallelism` is set.
 
     `period` is the window of `rate` (the project's duration grammar, whole seconds,
-    at least 1s; QStash's default is 1s when only `rate` is given).
+    at least 1s; QStash's default is 1s when only `rate` is given); it is sent as one
+    number and one unit (`90s`, `1h`), as the SDKs type it.
     """
 
     key: str
@@ -79,8 +80,17 @@ def flow_control_value(control: FlowControl) -> str:
     if control.rate is not None:
         parts.append(f"rate={control.rate}")
     if control.period is not None:
-        parts.append(f"period={format_duration(period_seconds(control.period) * 1000)}")
+        parts.append(f"period={period_text(period_seconds(control.period))}")
     return ", ".join(parts)
+
+
+def period_text(seconds: int) -> str:
+    """One number and one unit (`90s`, `90m`, `1d`), the SDKs' duration type: the largest of
+    d, h, m that divides `seconds` exactly, else seconds (never a compound like `1m30s`)."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def flow_control_headers(control: FlowControl | None) -> dict[str, str]:

@@ -116,6 +116,12 @@ class Ratelimit:
     ) -> None:
         self.limiter = limiter
         self.prefix, self.on_error, self.timeout = check_options(prefix, on_error, timeout)
+        if protection is not None and protection.prefix != prefix:
+            # upstream keys the deny lists under the limiter's prefix: lists under another
+            # one would never match what the console or a TypeScript service wrote
+            raise ValueError(
+                f"protection prefix {protection.prefix!r} differs from the limiter's {prefix!r}"
+            )
         self._redis = redis.with_options(timeout=self.timeout)
         self._blocks: ExpiringLRU[tuple[int, int]] | None = (
             ExpiringLRU(cache_size) if ephemeral_cache else None

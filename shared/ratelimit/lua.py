@@ -196,6 +196,8 @@ return {1, previous, fields}
 # The background synchronisation: adds the requests a region has not recorded, until the
 # region's window is full (upstream skips a full region; we also stop filling at the limit,
 # so requests another region admitted while this one was behind never push it past it).
+# Refunds (negative weights) come first and always: a region that missed one while it was
+# unreachable would otherwise stay full, and refuse, for the rest of the window.
 # KEYS[1] window hash; ARGV[1] TTL (ms) for a hash that has none; ARGV[2] limit;
 # ARGV[3..] id, weight pairs. Never overwrites a recorded id. Returns the number added.
 MULTI_SYNC = Script(
@@ -206,10 +208,20 @@ for i = 2, #fields, 2 do used = used + (tonumber(fields[i]) or 0) end
 local limit = tonumber(ARGV[2])
 local added = 0
 for i = 3, #ARGV, 2 do
-  if used >= limit then break end
-  if redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+  local weight = tonumber(ARGV[i + 1]) or 0
+  if weight < 0 and redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     added = added + 1
-    used = used + (tonumber(ARGV[i + 1]) or 0)
+    used = used + weight
+  end
+end
+for i = 3, #ARGV, 2 do
+  local weight = tonumber(ARGV[i + 1]) or 0
+  if weight >= 0 then
+    if used >= limit then break end
+    if redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+      added = added + 1
+      used = used + weight
+    end
   end
 end
 if redis.call("PTTL", KEYS[1]) < 0 then

@@ -103,7 +103,8 @@ class Protection:
         result = await ratelimit.limit(ip, ip=ip, user_agent=ua, country=country)
         # result.reason == "deny_country", result.denied_value == "XX"
 
-    `prefix` must be the limiter's prefix (upstream keys the lists under it).
+    `prefix` must be the limiter's prefix (upstream keys the lists under it; `Ratelimit`
+    refuses a protection under another prefix with `ValueError`).
     """
 
     def __init__(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from shared.ratelimit import Ratelimit, RateLimitResult
@@ -106,6 +106,26 @@ def rate_limit_middleware(
         if not result.success:
             denial = refusal(result)
             response = error_response(denial.status, denial.message, denial.detail)
-        return response.with_headers(limiter.headers(result))
+        return add_limit_headers(response, limiter.headers(result))
 
     return middleware
+
+
+_POLICY_LISTS = ("ratelimit-policy", "ratelimit")
+
+
+def add_limit_headers(response: Response, headers: Mapping[str, str]) -> Response:
+    """This limiter's headers on `response`, unless an inner limiter answered already (the
+    order concurrency cap's 429): then its answer stands (`X-RateLimit-*`, `Retry-After`)
+    and the structured fields list both policies, ours first (IETF draft-09 lists)."""
+    present = response.headers
+    if "ratelimit-policy" not in present:
+        return response.with_headers(headers)
+    merged: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in _POLICY_LISTS and key in present:
+            merged[key] = f"{value}, {present[key]}"
+        elif key not in present:
+            merged[key] = value
+    return response.with_headers(merged)

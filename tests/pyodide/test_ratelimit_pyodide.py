@@ -1,4 +1,5 @@
-"""The rate limiter inside real Pyodide (both versions) against the devstack."""
+"""The rate limiter (single- and multi-region, protection lists, concurrency limit) inside
+real Pyodide (both versions) against the devstack."""
 
 from __future__ import annotations
 

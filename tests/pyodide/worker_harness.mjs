@@ -8,7 +8,8 @@
 // Batch mode: run a list of requests and print one `@@RESULT {"responses": [...]}` line.
 //   node tests/pyodide/worker_harness.mjs --pyodide 0.28|314 --worker-dir DIR [--main entry]
 //        [--env-json '{...}'] --requests-json '[{"method": "GET", "path": "/x"}, ...]'
-//   A request is {method?, path, headers?, body?} or {scheduled: true, cron?}; each answer is
+//   A request is {method?, path, headers?, body?, cf?} (cf: the `request.cf` object workerd would
+//   set, e.g. {"country": "FR"}) or {scheduled: true, cron?}; each answer is
 //   {status, headers, body, wait_until: {count, errors}, ms} (or {error} if the Worker threw).
 //
 // Serve mode (`make dev-worker`): an HTTP server on loopback forwarding to the Worker.
@@ -102,7 +103,10 @@ async function runBatch(worker, requests, baseUrl) {
         const method = (spec.method ?? "GET").toUpperCase();
         const init = { method, headers: spec.headers ?? {} };
         if (spec.body !== undefined && method !== "GET" && method !== "HEAD") init.body = spec.body;
-        const result = await worker.fetch(new Request(new URL(spec.path ?? "/", baseUrl), init));
+        const request = new Request(new URL(spec.path ?? "/", baseUrl), init);
+        // workerd sets `request.cf` (country, colo, ...) on incoming requests; Node does not
+        if (spec.cf !== undefined) Object.defineProperty(request, "cf", { value: spec.cf });
+        const result = await worker.fetch(request);
         ctx = result.ctx;
         entry.status = result.response.status;
         entry.headers = headersObject(result.response.headers);

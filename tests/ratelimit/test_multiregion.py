@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from shared.ratelimit import (
     MultiRegionRatelimit,
+    Protection,
     cached_fixed_window,
     fixed_window,
     sliding_window,
@@ -236,3 +237,122 @@ def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) ->
         MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         MultiRegionRatelimit(region_clients, cached_fixed_window(5, "1 s"))
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_every_window_hash_in_every_region_gets_a_ttl(
+    algorithm: str,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """The hashes a decision and its synchronisation create expire in every region (the
+    README's claim over upstream): nothing a multi-region limiter writes lives forever."""
+    ours = MultiRegionRatelimit(region_clients, ALGORITHMS[algorithm], prefix, timeout=10)
+    for _ in range(3):
+        result = await ours.limit(ident)
+        assert result.pending is not None
+        await result.pending
+    window_ms = 86_400_000
+    for client in region_direct:
+        keys = await client.keys(f"{prefix}:{ident}:*")
+        assert keys, "a region holds no window hash"
+        for key in keys:
+            assert 0 < await client.pttl(key) <= 2 * window_ms + 1000, key
+
+
+async def test_protection_lists_live_in_the_first_region_for_both_sides(
+    upstream: Any, region_clients: list[Redis[str]], prefix: str, ident: str
+) -> None:
+    """Our multi-region limiter reads the deny lists from the first database (upstream's
+    MultiRegionRatelimit has no protection: it ignores `enableProtection`), where upstream's
+    single-region limiter on that database reads them too; a value denied only in another
+    region blocks neither."""
+    first, second = Protection(region_clients[0], prefix), Protection(region_clients[1], prefix)
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(LIMIT, "1 d"), prefix, timeout=10, protection=first
+    )
+    # (upstream's single-region keys are strings where ours are hashes: its identifiers
+    # below are ones our multi-region limiter never counted)
+    await first.deny(f"{ident}-denied", f"{ident}-ts-denied")
+    await second.deny(f"{ident}-elsewhere", f"{ident}-ts-elsewhere")
+    denied = await ours.limit(f"{ident}-denied")
+    assert (denied.success, denied.reason) == (False, "deny_identifier")
+    assert (await ours.limit(f"{ident}-elsewhere")).success
+    multi = await upstream(prefix=prefix, algorithm="fixed", protection=True)
+    assert (await multi.limit(f"{ident}-denied"))["reason"] is None  # no protection upstream
+    single = await upstream(prefix=prefix, algorithm="fixed", protection=True, multi=False)
+    theirs = await single.limit(f"{ident}-ts-denied")
+    assert (theirs["success"], theirs["reason"]) == (False, "denyList")
+    assert (await single.limit(f"{ident}-ts-elsewhere"))["success"]
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_a_refund_reaches_every_full_region(
+    algorithm: str,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A negative rate (a refund) on a spent budget is recorded in every region although
+    their windows are full: each then counts the limit minus one, and exactly one more
+    request is admitted."""
+    limit = 3
+    algorithms = {"fixed": fixed_window(limit, "1 d"), "sliding": sliding_window(limit, "1 d")}
+    ours = MultiRegionRatelimit(
+        region_clients, algorithms[algorithm], prefix, timeout=10, ephemeral_cache=False
+    )
+    for _ in range(limit):
+        result = await ours.limit(ident)
+        assert result.success and result.pending is not None
+        await result.pending
+    refund = await ours.limit(ident, -1)
+    assert refund.pending is not None
+    await refund.pending
+    sums = [
+        sum(int(weight) for window in region.values() for weight in window.values())
+        for region in await window_hashes(region_direct, prefix, ident)
+    ]
+    assert sums == [limit - 1] * REGIONS, sums
+    again = await ours.limit(ident)
+    assert again.success
+    assert again.pending is not None
+    await again.pending
+    assert not (await ours.limit(ident)).success
+
+
+async def test_a_full_region_that_missed_a_refund_gets_it_from_the_synchronisation(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A region that missed a refund (unreachable then) and so counts its window full still
+    receives the refund, and then the request the others admitted: every region ends with
+    the same ids instead of the lagging one staying full for the rest of the window."""
+    limit = 3
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(limit, "1 d"), prefix, timeout=10, ephemeral_cache=False
+    )
+    first = await ours.limit(ident)
+    assert first.pending is not None
+    await first.pending
+    [window_key] = await region_direct[0].keys(f"{prefix}:{ident}:*")
+    spent = {"a" * 16: "1", "b" * 16: "1", "c" * 16: "1"}
+    for client in region_direct:  # the budget spent everywhere ...
+        await client.delete(window_key)
+        await client.hset(window_key, mapping=spent)
+    for client in region_direct[:2]:  # ... and a refund only two regions recorded
+        await client.hset(window_key, "r" * 16, "-1")
+    result = await ours.limit(ident)
+    # The first region to answer decides: the lagging one may deny (while the others record
+    # the request). Either way the synchronisation brings every region to the same state.
+    assert result.pending is not None
+    await result.pending
+    hashes = [await client.hgetall(window_key) for client in region_direct]
+    assert hashes[0] == hashes[1] == hashes[2], hashes
+    assert "r" * 16 in hashes[2], hashes
+    if result.success:
+        assert sum(int(w) for w in hashes[2].values()) == limit, hashes

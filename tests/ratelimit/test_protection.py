@@ -33,6 +33,7 @@ class ListServer:
     delay: float = 0.0
     body: bytes = LIST_BODY
     status: int = 200
+    gate: asyncio.Event | None = None  # when set: answer only once the event is set
 
 
 @pytest.fixture
@@ -43,6 +44,8 @@ async def list_server() -> AsyncIterator[ListServer]:
     async def ips(request: web.Request) -> web.Response:
         server.fetches += 1
         await asyncio.sleep(server.delay)
+        if server.gate is not None:
+            await server.gate.wait()
         return web.Response(body=server.body, status=server.status, content_type="text/plain")
 
     app = web.Application()
@@ -303,3 +306,30 @@ def test_bad_protection_arguments(rest: Redis[str]) -> None:
         Protection(rest, ip_list_url="https://example.invalid/x")
     with pytest.raises(ValueError):
         Protection(rest, deny_countries=[""])
+
+
+async def test_the_refresh_never_holds_up_the_request_that_started_it(
+    direct: aioredis.Redis,
+    rest: Redis[str],
+    list_server: ListServer,
+    transport: HttpxTransport,
+    prefix: str,
+    ident: str,
+) -> None:
+    """The request whose check claims the refresh is answered while the list source has
+    not answered yet: the fetch runs in `pending` (background work), off the request path."""
+    list_server.gate = asyncio.Event()
+    protection = Protection(rest, prefix, ip_list_url=list_server.url, transport=transport)
+    rl = Ratelimit(rest, fixed_window(100, "1 d"), prefix, protection=protection)
+    result = await asyncio.wait_for(rl.limit(ident, ip="10.0.0.1"), 5)
+    assert result.success and result.pending is not None
+    for _ in range(500):  # (bounded) the background fetch reaches the source, and waits
+        if list_server.fetches:
+            break
+        await asyncio.sleep(0.01)
+    assert not result.pending.done()
+    assert await direct.get(f"{prefix}:ipDenyListStatus") == "pending"
+    list_server.gate.set()
+    await result.pending
+    assert await direct.get(f"{prefix}:ipDenyListStatus") == "valid"
+    assert list_server.fetches == 1

@@ -5,7 +5,15 @@ from pyodide.http import pyfetch
 from pyodide_checks import Checks
 
 from shared.http import FetchTransport
-from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
+from shared.ratelimit import (
+    ConcurrencyLimit,
+    MultiRegionRatelimit,
+    Protection,
+    Ratelimit,
+    fixed_window,
+    sliding_window,
+    token_bucket,
+)
 from shared.redis import Redis, RetryPolicy
 from shared.scope import request_scope
 
@@ -76,6 +84,46 @@ async def unreachable_redis_fails_closed_with_a_reason() -> None:
     )
     result = await Ratelimit(dead, fixed_window(1, "1s"), on_error="deny").limit("x")
     assert (result.success, result.reason) in ((False, "error"), (False, "timeout")), result
+
+
+@checks.case
+async def multi_region_limit_and_its_synchronisation() -> None:
+    other = Redis(
+        ENV["REDIS_URL"], ENV["REDIS_TOKEN"], transport=FetchTransport(pyfetch), timeout=10
+    )  # a second region on the same database: each request id counts once
+    rl = MultiRegionRatelimit([redis, other], fixed_window(2, "1m"), P + "mr", timeout=10)
+    results = []
+    for _ in range(3):
+        result = await rl.limit("mr")
+        if result.pending is not None:
+            await result.pending
+        results.append(result)
+    assert [r.success for r in results] == [True, True, False], results
+
+
+@checks.case
+async def protection_denies_a_listed_user_agent() -> None:
+    protection = Protection(redis, P + "pr", deny_countries=["XX"])
+    rl = Ratelimit(redis, fixed_window(5, "1m"), P + "pr", timeout=10, protection=protection)
+    await protection.deny("EvilBot/1")
+    async with request_scope():
+        agent = await rl.limit("who", user_agent="EvilBot/1")
+        country = await rl.limit("who", country="xx")
+        fine = await rl.limit("who", user_agent="curl/8", country="FR")
+    assert (agent.success, agent.reason) == (False, "deny_user_agent"), agent
+    assert (country.success, country.reason) == (False, "deny_country"), country
+    assert fine.success, fine
+
+
+@checks.case
+async def concurrency_limit_acquire_release() -> None:
+    slots = ConcurrencyLimit(redis, 1, lease="10 s", prefix=P + "cc", timeout=10)
+    first = await slots.acquire("key")
+    second = await slots.acquire("key")
+    assert first.success and not second.success, (first, second)
+    assert "Retry-After" in slots.headers(second)
+    assert await slots.release(first)
+    assert (await slots.acquire("key")).success
 
 
 await checks.run()  # noqa: F704
