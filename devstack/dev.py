@@ -128,11 +128,12 @@ def banner(info: Mapping[str, Any], app_url: str, worker: bool = False) -> str:
     )
 
 
-def serve_vercel(env: Mapping[str, str], port: int) -> int:
-    """uvicorn serving the app Vercel serves (`build_app` over httpx), wrapped by
-    `devstack.console.observer` so each request is reported to the console."""
-    child_env = {**os.environ, **env}
-    cmd = [
+def vercel_server_command(port: int) -> list[str]:
+    """The uvicorn command `make dev` runs. `--no-proxy-headers`: uvicorn otherwise takes
+    the client address from `X-Forwarded-For` for any peer on 127.0.0.1, i.e. for every
+    local client, so rotating that header would escape the rate limit under `make dev`;
+    the app's own rule (the socket peer, or `TRUSTED_PROXY_HEADER`) decides instead."""
+    return [
         sys.executable,
         "-m",
         "uvicorn",
@@ -142,8 +143,15 @@ def serve_vercel(env: Mapping[str, str], port: int) -> int:
         "--port",
         str(port),
         "--no-access-log",
+        "--no-proxy-headers",
     ]
-    return subprocess.call(cmd, cwd=REPO_ROOT, env=child_env)
+
+
+def serve_vercel(env: Mapping[str, str], port: int) -> int:
+    """uvicorn serving the app Vercel serves (`build_app` over httpx), wrapped by
+    `devstack.console.observer` so each request is reported to the console."""
+    child_env = {**os.environ, **env}
+    return subprocess.call(vercel_server_command(port), cwd=REPO_ROOT, env=child_env)
 
 
 def serve_worker(env: Mapping[str, str], port: int) -> int:

@@ -281,6 +281,10 @@ class Settings:
         email_from = str(env.get("EMAIL_FROM") or "").strip()
         if not email_from or "@" not in email_from:
             raise ConfigError("EMAIL_FROM", "must be a sender address such as 'Shop <a@b.c>'")
+        if not email_from.isprintable():  # the email builder refuses it: every job would 489
+            raise ConfigError(
+                "EMAIL_FROM", "contains a control or invisible character (a pasted no-break space?)"
+            )
         return cls(
             redis=endpoint_from_env(env),
             app_url=app_url,

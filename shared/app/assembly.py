@@ -27,7 +27,7 @@ from shared.cache import Cache
 from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
 from shared.jobs.outbox import DeadJob, DeadLetterHook, Outbox
-from shared.orders.confirmation import JOB_PATH, confirmation_routes
+from shared.orders.confirmation import JOB_PATH, confirmation_routes, job_redis
 from shared.orders.read_api import order_routes_read
 from shared.orders.records import OrderTokens
 from shared.orders.repository import RedisOrderRepository
@@ -224,7 +224,7 @@ def build_app(
             redis=services.redis,
             receiver=services.receiver,
             job_url=settings.job_url,
-            repository=services.repository,
+            repository=RedisOrderRepository(job_redis(services.redis)),  # the job's deadlines
             sender=services.sender,
             email_from=settings.email_from,
             recipient_limiter=services.recipient_limiter,

@@ -61,7 +61,8 @@ def health_routes(redis: Redis[Any]) -> Router:
 def require_cron_secret(request: Request, cron_secret: str | None) -> None:
     """503 when no secret is configured, 401 unless `Authorization: Bearer <secret>`."""
     if cron_secret is None:
-        raise HttpError(503, "CRON_SECRET is not configured")
+        # Anyone can cause this answer: reported throttled, not once per request.
+        raise HttpError(503, "CRON_SECRET is not configured", report_throttled=True)
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {cron_secret}".encode()):
         raise HttpError(401, "Unauthorized")

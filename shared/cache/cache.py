@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import random
 import time
@@ -99,6 +100,7 @@ class Cache:
         lock_ms = duration_ms("lock_ttl", lock_ttl)
         wait_ms = lock_ms if wait_timeout is None else duration_ms("wait_timeout", wait_timeout)
         self._poll_delays = poll_delays(wait_ms)
+        self._wait_s = wait_ms / 1000
         self._store = EntryStore(
             redis,
             timeout=duration_ms("timeout", timeout) / 1000,
@@ -255,17 +257,26 @@ class Cache:
                 return CacheResult(found.value, "HIT")
             return await self._load_unlocked(rkey, loader, policy, claim.marker)
         marker = claim.marker
-        for delay in self._poll_delays:
-            await asyncio.sleep(delay)
-            polled = await self._store.poll(rkey, lock, claim.marker_key)
-            if isinstance(polled, Failed):
-                return CacheResult(await loader(), "BYPASS")
-            raw, holder, marker = polled
-            found = self._store.read(rkey, raw, policy)
-            if found is not None:
-                return CacheResult(found.value, "HIT")
-            if holder is None:
-                break  # released without a write (the loader failed, "not found", invalidated)
+        failed = False
+        # Counted (the clock may stand still between I/O on Workers) and clocked: a slow
+        # Redis must not add each poll's latency to the wait (23 polls for 2 s). Only the
+        # polls run under the deadline, never the loader.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._wait_s):
+                for delay in self._poll_delays:
+                    await asyncio.sleep(delay)
+                    polled = await self._store.poll(rkey, lock, claim.marker_key)
+                    if isinstance(polled, Failed):
+                        failed = True
+                        break
+                    raw, holder, marker = polled
+                    found = self._store.read(rkey, raw, policy)
+                    if found is not None:
+                        return CacheResult(found.value, "HIT")
+                    if holder is None:
+                        break  # released without a write (loader failed, "not found", invalidated)
+        if failed:
+            return CacheResult(await loader(), "BYPASS")
         return await self._load_unlocked(rkey, loader, policy, marker)
 
     async def _load_unlocked(

@@ -11,6 +11,11 @@ rate-limit token, releases the lease and answers 503 so QStash retries; a job th
 can never succeed (order gone or unreadable, an address or amount the builder
 refuses, the provider refusing the message) answers 489 with
 `Upstash-NonRetryable-Error: true`.
+
+Worst case (README "Deadlines"): the job's Redis calls have a 3 s deadline each and are not
+retried in process (QStash retries the job), the recipient budget 1 s, the send 8 s, and the
+give-back after a failure 1 s in all: 3 + 3 + 1 + 8 + 3 + 1 = 19 s, so even with the outbox
+flush that may follow a 200 the invocation stays well inside Vercel's 30 s.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from shared.orders.records import ORDER_ID, OrderRecord
 from shared.orders.repository import OrderRepository
 from shared.qstash import NON_RETRYABLE, Receiver
 from shared.ratelimit import Ratelimit
-from shared.redis import Redis, delete_if_equals
+from shared.redis import Redis, RetryPolicy, delete_if_equals
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response, loads_bounded
 from shared.web.router import Router
@@ -45,6 +50,14 @@ log = logging.getLogger(__name__)
 JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
+JOB_REDIS_TIMEOUT_S = 3.0  # each Redis call of the job; one attempt (QStash retries the job)
+GIVE_BACK_TIMEOUT_S = 1.0  # refund and lease release together, best effort
+
+
+def job_redis(redis: Redis[Any]) -> Redis[Any]:
+    """The job's view of Redis: a 3 s deadline per call and no retry in process, so a
+    hanging Redis costs each step one short timeout (the route's sum stays bounded)."""
+    return redis.with_options(timeout=JOB_REDIS_TIMEOUT_S, retry=RetryPolicy.never())
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +146,23 @@ def confirmation_routes(
     recipient_limiter: Ratelimit,
 ) -> Router:
     router = Router()
+    redis = job_redis(redis)
+    release_redis = redis.with_options(timeout=GIVE_BACK_TIMEOUT_S)
+
+    async def refund(rate_taken: bool, recipient: str) -> None:
+        if rate_taken:
+            await recipient_limiter.limit(recipient, rate=-1)
 
     async def give_back(rate_taken: bool, recipient: str, lease_key: str, token: str) -> None:
-        """After a failed attempt: refund the recipient's token, release the lease (both
-        best effort: the budget's window and the lease's TTL end either anyway)."""
-        with contextlib.suppress(UpstashError):
-            if rate_taken:
-                await recipient_limiter.limit(recipient, rate=-1)
-            await delete_if_equals(redis, lease_key, token)
+        """After a failed attempt: refund the recipient's token and release the lease, together
+        and within 1 s (best effort: the budget's window and the lease's TTL end either)."""
+        with contextlib.suppress(UpstashError, TimeoutError):
+            async with asyncio.timeout(GIVE_BACK_TIMEOUT_S):
+                await asyncio.gather(
+                    refund(rate_taken, recipient),
+                    delete_if_equals(release_redis, lease_key, token),
+                    return_exceptions=True,
+                )
 
     @router.route("POST", JOB_PATH)
     async def send_confirmation(request: Request) -> Response:

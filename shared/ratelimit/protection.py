@@ -25,7 +25,10 @@ time per process. It is stored as upstream
 stores it (one MULTI/EXEC: previous automatic entries leave the union, the new list
 minus the manual entries is stored and merged in, the status becomes `"valid"` until the
 next 02:00 UTC). A failed fetch leaves the 30 s `"pending"` marker: the next attempt
-comes after it expires. `ip_list_url=None` leaves the automatic list to others.
+comes after it expires. `ip_list_url=None` leaves the automatic list to others. The fetch
+has one total deadline (`fetch_timeout`, 5 s), not the transport's per-phase timeouts: a
+source that answers slowly or drips its body ends there, so the background work a request
+leaves behind stays bounded (fetch 5 s + store one Redis call).
 
 Static lists from settings (`deny_countries`, ...) are checked in process first, without
 Redis.
@@ -42,7 +45,7 @@ from typing import Any, Literal
 
 from shared.background import defer
 from shared.durations import Duration, parse_duration_ms
-from shared.errors import TransportError, UpstashError
+from shared.errors import TransportError, TransportTimeout, UpstashError
 from shared.http.transport import HttpRequest, Transport
 from shared.ratelimit import lua
 from shared.ratelimit.result import Reason
@@ -117,7 +120,7 @@ class Protection:
         deny_user_agents: Iterable[str] = (),
         ip_list_url: str | None = None,
         transport: Transport | None = None,
-        fetch_timeout: Duration = 10.0,
+        fetch_timeout: Duration = 5.0,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
@@ -208,9 +211,15 @@ class Protection:
         if self.ip_list_url is None or self._transport is None:
             raise ValueError("no ip_list_url configured")
         self.fetches += 1
-        response = await self._transport.send(
-            HttpRequest("GET", self.ip_list_url, timeout=self._fetch_timeout)
-        )
+        try:
+            async with asyncio.timeout(self._fetch_timeout):  # total: httpx's is per phase
+                response = await self._transport.send(
+                    HttpRequest("GET", self.ip_list_url, timeout=self._fetch_timeout)
+                )
+        except TimeoutError:
+            raise TransportTimeout(
+                f"IP list fetch timed out after {self._fetch_timeout:g}s"
+            ) from None
         if response.status != 200:
             raise ValueError(f"IP list source answered HTTP {response.status}")
         if len(response.body) > MAX_LIST_BYTES:

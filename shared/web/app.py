@@ -9,8 +9,9 @@ right status, in one place (`shared.web.errors.response_for`). Headers past
 middleware runs. The error reporter gets an `ErrorReport` for every 5xx answer
 and for every failed job delivery (a 4xx/5xx answer on one of `job_paths`), with
 the request id; failures anyone can cause without credentials (a forged
-signature's 401, 405, 431...) go through `ReportThrottle`: at most one report
-per path and status a minute, carrying the count it stood for. The first
+signature's 401, 405, 431..., or an `HttpError(report_throttled=True)` such as an
+unconfigured secret's 503) go through `ReportThrottle`: at most one report per path (or
+message) and status a minute, carrying the count it stood for. The first
 middleware is the outermost.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 
 from shared.web.errors import error_response, response_for
-from shared.web.http import Request, Response
+from shared.web.http import HttpError, Request, Response
 from shared.web.reporting import ErrorReport, ErrorReporter, ReportThrottle
 from shared.web.router import Handler, Router
 
@@ -112,8 +113,9 @@ class App:
     def _report(self, request: Request, response: Response, failure: BaseException | None) -> None:
         assert self._reporter is not None
         suppressed = 0
-        if request.path in self._job_paths and response.status in UNAUTHENTICATED_STATUSES:
-            admitted = self._throttle.admit(request.path, response.status)
+        throttle_key = _throttle_key(request, response, failure, self._job_paths)
+        if throttle_key is not None:
+            admitted = self._throttle.admit(throttle_key, response.status)
             if admitted is None:
                 return
             suppressed = admitted
@@ -132,6 +134,22 @@ class App:
             self._reporter(report)
         except Exception:  # a broken reporter must not break the response
             log.exception("error reporter failed (request %s)", request.request_id)
+
+
+def _throttle_key(
+    request: Request,
+    response: Response,
+    failure: BaseException | None,
+    job_paths: Collection[str],
+) -> str | None:
+    """The throttle's key for a failure anyone can cause (None: report each one). Keys come
+    from code (fixed job paths, the messages of errors marked `report_throttled`), never
+    from the request alone, so the throttle's memory stays bounded."""
+    if request.path in job_paths and response.status in UNAUTHENTICATED_STATUSES:
+        return request.path
+    if isinstance(failure, HttpError) and failure.report_throttled:
+        return f"error:{failure.message}"
+    return None
 
 
 def _wrap(middleware: Middleware, inner: Handler) -> Handler:

@@ -24,7 +24,12 @@ _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 class HttpError(Exception):
-    """An expected failure with its status: raised by handlers, answered as JSON."""
+    """An expected failure with its status: raised by handlers, answered as JSON.
+
+    `report_throttled=True` marks a failure anyone can cause without credentials (e.g. a
+    route whose secret is not configured): the app reports it at most once a minute per
+    message and status instead of once per request.
+    """
 
     def __init__(
         self,
@@ -32,11 +37,14 @@ class HttpError(Exception):
         message: str,
         detail: Any = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        report_throttled: bool = False,
     ) -> None:
         self.status = status
         self.message = message
         self.detail = detail
         self.headers: dict[str, str] = dict(headers or {})
+        self.report_throttled = report_throttled
         super().__init__(message)
 
 

@@ -52,7 +52,7 @@ class ReportThrottle:
     """At most one report per (path, status) every `interval_s` seconds; counts the rest.
 
     `clock` is monotonic seconds (injected in tests). Keys are bounded by the caller
-    (the app throttles only its fixed job paths).
+    (the app throttles only its fixed job paths and messages from code).
     """
 
     def __init__(

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from shared.cache import Cache
+from shared.cache.entry import lock_key
 from shared.redis import Redis, RetryPolicy
 from shared.scope import request_scope
+from tests.conftest import Devstack
 
 from .conftest import Origin
 
@@ -123,3 +126,49 @@ async def test_bypass_is_still_single_flight_in_a_request() -> None:
         await redis.aclose()
     assert origin.calls == 1
     assert {(r.value, r.status) for r in results} == {("v", "BYPASS")}
+
+
+async def test_a_slow_redis_cannot_stretch_the_wait_for_a_lock_holder(devstack: Devstack) -> None:
+    """With another loader holding the lock and Redis answering each call slowly (under the
+    cache timeout), a miss still loads itself after about `wait_timeout`: the polls are
+    bounded in time, not only in number (23 slow polls would add their latency to it)."""
+    rest = devstack.redis_rest_url
+    delay = 0.3
+
+    async with ClientSession() as upstream:
+
+        async def slow(request: web.Request) -> web.Response:
+            body = await request.read()
+            await asyncio.sleep(delay)
+            skip = {"host", "content-length", "connection", "transfer-encoding"}
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
+            async with upstream.post(rest + request.path_qs, data=body, headers=headers) as a:
+                return web.Response(
+                    status=a.status, body=await a.read(), content_type="application/json"
+                )
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", slow)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        redis = Redis(url, devstack.redis_rest_token, retry=RetryPolicy.never())
+        direct = Redis(rest, devstack.redis_rest_token)
+        cache = Cache(redis, namespace=f"slow-{uuid.uuid4().hex[:8]}", timeout=1.0, lock_ttl="1s")
+        try:
+            rkey = cache.key("k")
+            await direct.set(lock_key(rkey, cache.namespace), "someone-else", px=60_000)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            result = await cache.get_or_load_result("k", Origin("v"))
+            took = loop.time() - started
+        finally:
+            await redis.aclose()
+            await direct.aclose()
+            await runner.cleanup()
+    assert (result.value, result.status) == ("v", "MISS")
+    # get + lock + ~1 s of waiting + the write: about 2.5 s; unbounded polls took 1 s + 18
+    # polls x 0.3 s, over 6.5 s.
+    assert took < 4.5, took

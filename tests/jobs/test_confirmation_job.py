@@ -329,3 +329,54 @@ async def test_a_signed_deeply_nested_smoke_body_is_489(devstack: Devstack) -> N
             headers={"upstash-signature": token, "content-type": "application/json"},
         )
     assert response.status_code == 489, response.text
+
+
+# -- the route's own worst case ------------------------------------------------------------------
+
+
+async def test_redis_hanging_after_the_send_is_bounded(devstack: Devstack) -> None:
+    """When Redis starts hanging right after the email is sent (marker write, refund and lease
+    release all hang), the job answers 503 within its marker deadline plus the 1 s give-back
+    bound, not three full Redis timeouts; once Redis is back the retry sends nothing twice."""
+    hang = asyncio.Event()
+    marker_seen: list[float] = []
+    rest = devstack.redis_rest_url
+
+    async with ClientSession() as upstream:
+
+        async def proxy(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            if request.path == "/multi-exec" and b"email:sent:" in body and not marker_seen:
+                marker_seen.append(time.monotonic())
+                hang.set()
+            if hang.is_set():
+                await asyncio.Event().wait()  # accepted, never answered
+            forwarded = ("authorization", "content-type")
+            headers = {k: v for k, v in request.headers.items() if k.lower() in forwarded}
+            async with upstream.request(
+                request.method, rest + request.path_qs, data=body, headers=headers
+            ) as answer:
+                return web.Response(
+                    status=answer.status, body=await answer.read(), content_type="application/json"
+                )
+
+        async with loopback(proxy) as proxy_url:
+            email = unique_email("hang-after-send")
+            # 2/1h: the refund could not reach the hanging Redis, so the retry takes a 2nd token.
+            env = app_test_env(devstack, UPSTASH_REDIS_REST_URL=proxy_url, EMAIL_RATE_LIMIT="2/1h")
+            async with app_client(env) as client:
+                order_id = await create_order(client, email)
+                failed = await asyncio.wait_for(
+                    client.post(JOB_PATH, **signed_job(devstack, order_id)), timeout=60
+                )
+                after_send = time.monotonic() - marker_seen[0]
+            assert failed.status_code == 503, failed.text
+            # Marker deadline (3 s) + give-back (1 s), with room for a loaded machine; three
+            # sequential 5 s Redis timeouts (marker, refund, lease release) would take >= 10 s.
+            assert after_send < 8.0, after_send
+            hang.clear()
+            async with app_client(env) as client:
+                await redis_of(devstack).delete(f"email:lease:{order_id}")  # its TTL is 60 s
+                retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+            assert retried.status_code == 200, retried.text
+    assert len(await emails_to(devstack, email)) == 1

@@ -4,13 +4,18 @@ anyone can send: in process (ASGI adapter + httpx.ASGITransport) on the devstack
 from __future__ import annotations
 
 import itertools
+import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.dev import app_env
+from devstack.dev import app_env, vercel_server_command
 from shared.app.assembly import build_app
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
@@ -107,3 +112,44 @@ def test_client_ip_header_setting() -> None:
         Settings.from_env({**BASE, "TRUSTED_PROXY_HEADER": "x-real-ip: 1.2.3.4"})
     assert info.value.variable == "TRUSTED_PROXY_HEADER"
     assert "1.2.3.4" not in str(info.value)
+
+
+def test_make_dev_server_ignores_a_client_forwarded_for(devstack: Devstack) -> None:
+    """The uvicorn server `make dev` runs does not let a local client choose its address:
+    rotating X-Forwarded-For still hits the one client's limit (uvicorn's default proxy
+    headers trust 127.0.0.1, i.e. every local client)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        **app_env(devstack.raw, APP_URL),
+        "RATE_LIMIT": f"{LIMIT}/60s",
+    }
+    env.pop("DEVSTACK_CONSOLE_URL", None)
+    server = subprocess.Popen(
+        vercel_server_command(port),
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    http.get("/api/openapi.json")  # spends one token of 127.0.0.1's budget
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "uvicorn did not start"
+                    time.sleep(0.1)
+            answered = [
+                http.get("/api/health", headers={"x-forwarded-for": fresh_address()}).status_code
+                for _ in range(LIMIT + 2)
+            ]
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert answered.count(429) >= 3, answered  # at most LIMIT - 1 tokens were left

@@ -109,3 +109,23 @@ async def test_a_broken_reporter_does_not_break_the_answer(devstack: Devstack) -
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         response = await client.get("/api/health")
     assert response.status_code == 503 and response.json()["status"] == "degraded"
+
+
+async def test_an_unconfigured_cron_secret_is_reported_throttled(devstack: Devstack) -> None:
+    """Without CRON_SECRET the cron and dead-letter routes answer 503 to anyone; 150 anonymous
+    calls (many distinct paths) reach the reporter at most once per route a minute, with the
+    count, so nobody can burn its quota."""
+    env = {**app_env(devstack.raw, BASE_URL), "RATE_LIMIT": "100000/10s"}
+    env.pop("CRON_SECRET")
+    reports: list[ErrorReport] = []
+    async with client_for(env, reports) as client:
+        for i in range(50):
+            cron = await client.get("/api/cron/flush-outbox")
+            listed = await client.get("/api/admin/outbox/dead")
+            dropped = await client.delete(f"/api/admin/outbox/dead/job-{i}")
+            for response in (cron, listed, dropped):
+                assert response.status_code == 503
+                assert response.json() == {"error": "CRON_SECRET is not configured"}
+    assert 1 <= len(reports) <= 3, [r.path for r in reports]
+    assert {r.status for r in reports} == {503}
+    assert all(r.message.startswith("CRON_SECRET is not configured") for r in reports)

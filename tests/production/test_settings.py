@@ -93,3 +93,20 @@ def test_error_reporter_from_the_environment() -> None:
         settings(ERROR_REPORTER="no.such.module:report")
     with pytest.raises(ConfigError, match="ERROR_REPORTER"):
         settings(ERROR_REPORTER="not-a-spec")
+
+
+@pytest.mark.parametrize(
+    "sender", ["Shop\u00a0<shop@example.com>", "Shop\t<shop@example.com>", "Shop\u200b <s@e.co>"]
+)
+def test_an_unsendable_email_from_is_a_config_error(sender: str) -> None:
+    """An EMAIL_FROM the email builder would refuse (a pasted no-break space, a tab, an invisible
+    character) is a ConfigError naming it, answered 500 and retried by QStash, instead of
+    every confirmation job answering 489 and being dead-lettered unsent."""
+    from shared.jobs.email import OrderSummary, build_confirmation_email
+
+    order = OrderSummary("ord_1", "ann@example.com", (("SKU", 1, 100),), "EUR", 100, "2024-05-01")
+    with pytest.raises(ValueError):
+        build_confirmation_email(order, sender=sender)  # what the job would meet
+    with pytest.raises(ConfigError, match="EMAIL_FROM"):
+        settings(EMAIL_FROM=sender)
+    assert settings(EMAIL_FROM="Shöp Ünïcode <shop@example.com>").email_from.startswith("Shöp")

@@ -333,3 +333,43 @@ async def test_the_refresh_never_holds_up_the_request_that_started_it(
     await result.pending
     assert await direct.get(f"{prefix}:ipDenyListStatus") == "valid"
     assert list_server.fetches == 1
+
+
+async def test_a_dripping_source_is_cut_off_by_the_fetch_deadline(
+    rest: Redis[str], direct: aioredis.Redis, prefix: str, transport: HttpxTransport
+) -> None:
+    """A list source that sends its answer one byte at a time (no phase ever idle long enough
+    for httpx's per-phase timeouts) ends the refresh at its total deadline: the background
+    work a request leaves behind cannot outlive the platform's limit."""
+
+    async def drips(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"content-length": "100000"})
+        await response.prepare(request)
+        for _ in range(100_000):
+            await response.write(b"#")
+            await asyncio.sleep(0.1)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ips.txt", drips)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        protection = Protection(
+            rest,
+            prefix,
+            ip_list_url=f"http://127.0.0.1:{port}/ips.txt",
+            transport=transport,
+            fetch_timeout=1.0,
+        )
+        started = asyncio.get_running_loop().time()
+        pending = protection.start_refresh()
+        assert pending is not None
+        await asyncio.wait_for(pending, timeout=15)  # fails here if nothing ends the fetch
+        assert asyncio.get_running_loop().time() - started < 8  # 1 s deadline, generous bound
+        assert await direct.get(f"{prefix}:ipDenyListStatus") is None  # nothing stored
+    finally:
+        await runner.cleanup()
