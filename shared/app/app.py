@@ -4,10 +4,14 @@
     response = await app.handle(request)
 
 `handle` never raises: every failure becomes JSON `{"error", "detail"?}` with the
-right status, in one place (`shared.app.errors.response_for`). The error reporter
-gets an `ErrorReport` for every 5xx answer and for every failed job delivery
-(a 4xx/5xx answer on one of `job_paths`), with the request id. The first middleware
-is the outermost.
+right status, in one place (`shared.app.errors.response_for`). Headers past
+`max_header_fields` fields or `max_header_bytes` bytes answer 431 before any
+middleware runs. The error reporter gets an `ErrorReport` for every 5xx answer
+and for every failed job delivery (a 4xx/5xx answer on one of `job_paths`), with
+the request id; failures anyone can cause without credentials (a forged
+signature's 401, 405, 431...) go through `ReportThrottle`: at most one report
+per path and status a minute, carrying the count it stood for. The first
+middleware is the outermost.
 """
 
 from __future__ import annotations
@@ -20,15 +24,20 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 
-from shared.app.errors import response_for
+from shared.app.errors import error_response, response_for
 from shared.app.http import Request, Response
-from shared.app.reporting import ErrorReport, ErrorReporter
+from shared.app.reporting import ErrorReport, ErrorReporter, ReportThrottle
 from shared.app.router import Handler, Router
 
 log = logging.getLogger("app.request")
 
 Middleware = Callable[[Request, Handler], Awaitable[Response]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_BYTES = 32 * 1024
+# Job-path answers given before the caller is authenticated: anyone can cause them, so they
+# are throttled instead of reported one by one.
+UNAUTHENTICATED_STATUSES = frozenset({401, 403, 405, 413, 415, 431})
 
 
 def new_request_id() -> str:
@@ -49,11 +58,17 @@ class App:
         middleware: Sequence[Middleware] = (),
         error_reporter: ErrorReporter | None = None,
         job_paths: Collection[str] = (),
+        report_throttle: ReportThrottle | None = None,
+        max_header_fields: int = MAX_HEADER_FIELDS,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.router = router
         self._middleware = list(middleware)
         self._reporter = error_reporter
         self._job_paths = frozenset(job_paths)
+        self._throttle = report_throttle or ReportThrottle()
+        self._max_header_fields = max_header_fields
+        self._max_header_bytes = max_header_bytes
 
     def _chain(self, failures: list[BaseException]) -> Handler:
         handler: Handler = _capturing(self.router.dispatch, failures)
@@ -65,15 +80,29 @@ class App:
         request = replace(request, request_id=request.request_id or request_id_for(request))
         started = time.perf_counter()
         failures: list[BaseException] = []  # what escaped any layer (mapped further out)
-        try:
-            response = await self._chain(failures)(request)
-        except Exception as exc:
-            response = response_for(exc, request.request_id)
+        if self._headers_too_large(request):
+            response = error_response(
+                431,
+                "Request headers too large",
+                {"max_fields": self._max_header_fields, "max_bytes": self._max_header_bytes},
+            )
+        else:
+            try:
+                response = await self._chain(failures)(request)
+            except Exception as exc:
+                response = response_for(exc, request.request_id)
         response.headers["x-request-id"] = request.request_id
         if self._reporter is not None and self._should_report(request, response):
             self._report(request, response, failures[-1] if failures else None)
         _log_request(request, response, time.perf_counter() - started)
         return response
+
+    def _headers_too_large(self, request: Request) -> bool:
+        headers = request.headers
+        return (
+            headers.field_count > self._max_header_fields
+            or headers.byte_size > self._max_header_bytes
+        )
 
     def _should_report(self, request: Request, response: Response) -> bool:
         if response.status >= 500:
@@ -82,12 +111,22 @@ class App:
 
     def _report(self, request: Request, response: Response, failure: BaseException | None) -> None:
         assert self._reporter is not None
+        suppressed = 0
+        if request.path in self._job_paths and response.status in UNAUTHENTICATED_STATUSES:
+            admitted = self._throttle.admit(request.path, response.status)
+            if admitted is None:
+                return
+            suppressed = admitted
+        message = _public_message(response)
+        if suppressed:
+            message += f" (+{suppressed} more since the last report)"
         report = ErrorReport(
             request_id=request.request_id,
             status=response.status,
             path=request.path,
             error_type=type(failure).__name__ if failure is not None else "HttpError",
-            message=_public_message(response),
+            message=message,
+            suppressed=suppressed,
         )
         try:
             self._reporter(report)

@@ -15,16 +15,19 @@ from typing import Any
 
 from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.app.app import App, Middleware
+from shared.app.content_type import json_body_middleware
 from shared.app.cors import cors_middleware
 from shared.app.errors import HttpError
 from shared.app.http import Request, Response
 from shared.app.ratelimiting import rate_limit_middleware
-from shared.app.reporting import ErrorReporter
+from shared.app.reporting import ErrorReport, ErrorReporter
 from shared.app.router import Handler, Router
 from shared.app.system_routes import (
     CRON_PATH,
+    DEAD_LETTERS_PATH,
     SMOKE_PATH,
     cron_routes,
+    dead_letter_routes,
     health_routes,
     smoke_routes,
 )
@@ -32,7 +35,7 @@ from shared.background import defer
 from shared.cache import Cache
 from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
-from shared.jobs.outbox import Outbox
+from shared.jobs.outbox import DeadJob, DeadLetterHook, Outbox
 from shared.orders.confirmation import JOB_PATH, confirmation_routes
 from shared.orders.read_api import order_routes_read
 from shared.orders.records import OrderTokens
@@ -66,7 +69,12 @@ class Services:
     def build(cls, settings: Settings, transport: Transport) -> Services:
         redis = Redis(settings.redis.url, settings.redis.token, transport=transport)
         qstash = QStash(settings.qstash_token, url=settings.qstash_url, transport=transport)
-        outbox = Outbox(redis, qstash, forward_headers=settings.forward_headers)
+        outbox = Outbox(
+            redis,
+            qstash,
+            forward_headers=settings.forward_headers,
+            on_dead_letter=dead_letter_reporter(settings.error_reporter),
+        )
         tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
         rate = settings.rate_limit
         email_rate = settings.email_rate_limit
@@ -113,12 +121,31 @@ class AppBundle:
         )
 
 
+def dead_letter_reporter(reporter: ErrorReporter) -> DeadLetterHook:
+    """Reports each dead-lettered outbox job once, through the app's error hook."""
+
+    def report(letter: DeadJob) -> None:
+        request_id = letter.job.body.get("requestId")
+        reporter(
+            ErrorReport(
+                request_id=request_id if isinstance(request_id, str) else letter.job.id,
+                status=letter.status,
+                path=f"{DEAD_LETTERS_PATH}/{letter.job.id}",
+                error_type="QStashError",
+                message=f"Outbox job dead-lettered: {letter.error}"[:200],
+            )
+        )
+
+    return report
+
+
 def outbox_middleware(outbox: Outbox) -> Middleware:
-    """After a request, flush the outbox in the background while it may hold jobs."""
+    """After a successful request, flush the outbox in the background when a job may be due.
+    Never after a rejected one (429, any 4xx or 5xx): refused traffic must not cost publishes."""
 
     async def middleware(request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
-        if outbox.should_flush():
+        if response.status < 400 and request.path != CRON_PATH and outbox.should_flush():
             defer(outbox.flush())
         return response
 
@@ -165,6 +192,7 @@ def build_app(
         )
     )
     router.include(cron_routes(services.outbox, settings.cron_secret))
+    router.include(dead_letter_routes(services.outbox, settings.cron_secret))
     middleware = [
         cors_middleware(
             settings.cors_allow_origins,
@@ -177,6 +205,7 @@ def build_app(
             exempt={JOB_PATH, CRON_PATH, SMOKE_PATH},
             identify=keyed_identifier(keys),
         ),
+        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
     app = App(

@@ -1,26 +1,78 @@
-"""The framework-neutral request and response the adapters convert to and from."""
+"""The framework-neutral request and response the adapters convert to and from.
+
+Input is bounded before it is parsed: `Request.json()` refuses a body nested deeper
+than `MAX_JSON_DEPTH` (a cheap scan, no recursion) before `json.loads` sees it, and
+`Headers` counts the fields and bytes it was built from so the app can answer 431.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs
 
+MAX_JSON_DEPTH = 32
+# A JSON string, or an unterminated one running to the end (the parser fails there, so what
+# follows is never parsed): every match ends where the next scan starts, so the scan is linear.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+class JsonTooDeep(ValueError):
+    """The document nests arrays/objects deeper than allowed."""
+
+
+def json_depth(text: str) -> int:
+    """The deepest array/object nesting of `text`, brackets inside strings not counted.
+
+    Linear and recursion-free; for text that is not JSON it is an upper bound on what
+    `json.loads` would descend into before failing.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=0))
+
+
+def loads_bounded(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads` of UTF-8 JSON nested at most `max_depth` deep.
+
+    Raises `JsonTooDeep` before parsing a deeper document, `ValueError` for anything
+    that is not UTF-8 JSON (a `RecursionError` included, defensively).
+    """
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if json_depth(text) > max_depth:
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels") from None
+
 
 class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only header mapping (names stored lower-case)."""
+    """Case-insensitive, read-only header mapping (names stored lower-case).
 
-    __slots__ = ("_data",)
+    `field_count` and `byte_size` describe the fields it was built from (before
+    repeated names were joined), for the app's header bounds.
+    """
+
+    __slots__ = ("_data", "byte_size", "field_count")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
         data: dict[str, str] = {}
+        count = size = 0
         for name, value in pairs:
+            count += 1
+            size += len(name) + len(value)
             key = name.lower()
             data[key] = f"{data[key]}, {value}" if key in data else value
         self._data = data
+        self.field_count = count
+        self.byte_size = size
 
     def __getitem__(self, name: str) -> str:
         return self._data[name.lower()]
@@ -61,12 +113,17 @@ class Request:
         return values[0] if values else None
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises `HttpError(400)` when it is not JSON."""
+        """The body parsed as UTF-8 JSON; `HttpError(400)` when it is not JSON or nests
+        deeper than `MAX_JSON_DEPTH` (checked before parsing)."""
         from shared.app.errors import HttpError
 
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+            return loads_bounded(self.body)
+        except JsonTooDeep:
+            raise HttpError(
+                400, "JSON body is nested too deeply", {"max_depth": MAX_JSON_DEPTH}
+            ) from None
+        except ValueError:  # UnicodeDecodeError is a ValueError
             raise HttpError(400, "Malformed JSON body") from None
 
 

@@ -4,6 +4,13 @@
         sentry_sdk.capture_message(f"{report.status} {report.path}: {report.message}",
                                    tags={"request_id": report.request_id})
 
+Failures anyone can cause without credentials (a forged `Upstash-Signature`'s 401
+on a job path) are throttled by the app through `ReportThrottle`: the first one
+of a path and status is reported, the rest within the next minute are only
+counted, and the first report after that carries the count (`suppressed`, also
+in the message), so a flood of forged deliveries cannot use up the reporter's
+quota. The throttle is per process (per isolate / function instance).
+
 Plug it in with `ERROR_REPORTER="mypackage.errors:report_to_sentry"` (read by
 `Settings.from_env`) or `build_app(env, transport=..., error_reporter=...)`. The
 default logs one JSON line at ERROR. A report never holds a body, a header
@@ -15,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -26,16 +34,48 @@ log = logging.getLogger("app.errors")
 @dataclass(frozen=True, slots=True)
 class ErrorReport:
     """`message` is the public error text of the answer; `error_type` the exception's class
-    (or `HttpError` for an answer given without one)."""
+    (or `HttpError` for an answer given without one); `suppressed` how many throttled
+    failures of the same path and status went unreported since the previous report."""
 
     request_id: str
     status: int
     path: str
     error_type: str
     message: str
+    suppressed: int = 0
 
 
 ErrorReporter = Callable[[ErrorReport], None]
+
+
+class ReportThrottle:
+    """At most one report per (path, status) every `interval_s` seconds; counts the rest.
+
+    `clock` is monotonic seconds (injected in tests). Keys are bounded by the caller
+    (the app throttles only its fixed job paths).
+    """
+
+    def __init__(
+        self, interval_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0 seconds")
+        self._interval = interval_s
+        self._clock = clock
+        self._last: dict[tuple[str, int], float] = {}
+        self._suppressed: dict[tuple[str, int], int] = {}
+
+    def admit(self, path: str, status: int) -> int | None:
+        """None when this failure is only counted; else how many were counted since the
+        last admitted one (the number the report stands for besides itself)."""
+        key = (path, status)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
 
 
 def log_error_report(report: ErrorReport) -> None:

@@ -1,4 +1,12 @@
-"""Operational routes: `GET /api/health`, the outbox flush for cron, and the smoke-check job.
+"""Operational routes: `GET /api/health`, the outbox flush for cron, the outbox's dead letters,
+and the smoke-check job.
+
+The cron and dead-letter routes need `Authorization: Bearer $CRON_SECRET` (401 without it,
+503 when `CRON_SECRET` is not set):
+
+    GET    /api/admin/outbox/dead              {"dead": [{"id", "status", "error", ...}]}
+    POST   /api/admin/outbox/dead/{id}/retry   back into the outbox, published now
+    DELETE /api/admin/outbox/dead/{id}         dropped for good (204)
 
 `POST /api/jobs/smoke` is the far end of `make smoke`'s round trip: QStash delivers
 `{"nonce": ...}`; the route verifies the signature against `{APP_URL}/api/jobs/smoke`
@@ -14,7 +22,7 @@ import time
 from typing import Any
 
 from shared.app.errors import HttpError
-from shared.app.http import Request, Response
+from shared.app.http import Request, Response, loads_bounded
 from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
@@ -22,6 +30,7 @@ from shared.qstash import Receiver
 from shared.redis import Redis
 
 CRON_PATH = "/api/cron/flush-outbox"
+DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
 SMOKE_PATH = "/api/jobs/smoke"
 SMOKE_TTL_S = 600
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -50,22 +59,77 @@ def health_routes(redis: Redis[Any]) -> Router:
     return router
 
 
+def require_cron_secret(request: Request, cron_secret: str | None) -> None:
+    """503 when no secret is configured, 401 unless `Authorization: Bearer <secret>`."""
+    if cron_secret is None:
+        raise HttpError(503, "CRON_SECRET is not configured")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {cron_secret}".encode()):
+        raise HttpError(401, "Unauthorized")
+
+
 def cron_routes(outbox: Outbox, cron_secret: str | None) -> Router:
     """Vercel Cron calls GET with `Authorization: Bearer $CRON_SECRET` (Workers use
-    `scheduled` instead; both flush the outbox)."""
+    `scheduled` instead; both flush the outbox, bounded in time and subrequests)."""
     router = Router()
 
     @router.route("GET", CRON_PATH)
     async def flush_outbox(request: Request) -> Response:
-        if cron_secret is None:
-            raise HttpError(503, "CRON_SECRET is not configured")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {cron_secret}".encode()):
-            raise HttpError(401, "Unauthorized")
+        require_cron_secret(request, cron_secret)
         report = await outbox.flush()
         return Response.json(
-            {"published": report.published, "failed": report.failed, "remaining": report.remaining}
+            {
+                "published": report.published,
+                "failed": report.failed,
+                "dead": report.dead,
+                "remaining": report.remaining,
+            }
         )
+
+    return router
+
+
+def dead_letter_routes(outbox: Outbox, cron_secret: str | None) -> Router:
+    """List, replay and drop the jobs QStash refused permanently (CRON_SECRET bearer)."""
+    router = Router()
+
+    @router.route("GET", DEAD_LETTERS_PATH)
+    async def list_dead(request: Request) -> Response:
+        require_cron_secret(request, cron_secret)
+        letters = await outbox.dead_letters()
+        return Response.json(
+            {
+                "dead": [
+                    {
+                        "id": d.job.id,
+                        "url": d.job.url,
+                        "body": d.job.body,
+                        "attempts": d.job.attempts,
+                        "status": d.status,
+                        "error": d.error,
+                        "failed_at_ms": d.failed_at_ms,
+                    }
+                    for d in letters
+                ]
+            }
+        )
+
+    @router.route("POST", DEAD_LETTERS_PATH + "/{job_id}/retry")
+    async def retry_dead(request: Request) -> Response:
+        require_cron_secret(request, cron_secret)
+        outcome = await outbox.replay(request.path_params["job_id"])
+        if outcome is None:
+            raise HttpError(404, "No such dead letter")
+        if outcome == "dead":
+            raise HttpError(409, "QStash refused the job again; it is back in the dead letters")
+        return Response.json({"status": outcome}, 200 if outcome == "published" else 202)
+
+    @router.route("DELETE", DEAD_LETTERS_PATH + "/{job_id}")
+    async def drop_dead(request: Request) -> Response:
+        require_cron_secret(request, cron_secret)
+        if not await outbox.discard(request.path_params["job_id"]):
+            raise HttpError(404, "No such dead letter")
+        return Response(204)
 
     return router
 
@@ -81,7 +145,7 @@ def smoke_routes(redis: Redis[Any], receiver: Receiver, smoke_url: str) -> Route
         except SignatureError as exc:
             raise HttpError(401, "Invalid signature", exc.reason) from None
         try:
-            nonce = json.loads(request.body).get("nonce")
+            nonce = loads_bounded(request.body).get("nonce")
         except (ValueError, UnicodeDecodeError, AttributeError):
             nonce = None
         if not isinstance(nonce, str) or not _NONCE.match(nonce):

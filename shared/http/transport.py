@@ -5,17 +5,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query, fragment or user info (any of them may carry a secret)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable url>"
+    query = "?<redacted>" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """One outgoing HTTP request; `timeout` is in seconds and always set."""
+    """One outgoing HTTP request; `timeout` is in seconds and always set.
+
+    Its repr shows header names, never values (bearer tokens, the Vercel bypass
+    secret, `Upstash-Forward-*`), and the body's length, never the body.
+    """
 
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     timeout: float = 5.0
+
+    def __repr__(self) -> str:
+        return (
+            f"HttpRequest(method={self.method!r}, url={_safe_url(self.url)!r}, "
+            f"headers={sorted(self.headers)!r}, body=<{len(self.body)} bytes>, "
+            f"timeout={self.timeout:g})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +49,12 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:  # names and a length only: a body may hold records or tokens
+        return (
+            f"HttpResponse(status={self.status}, headers={sorted(self.headers)!r}, "
+            f"body=<{len(self.body)} bytes>)"
+        )
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

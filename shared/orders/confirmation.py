@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from shared.app.errors import HttpError
-from shared.app.http import Request, Response
+from shared.app.http import Request, Response, loads_bounded
 from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.email import (
@@ -58,7 +57,7 @@ class ConfirmationJob:
 def parse_job(body: bytes) -> ConfirmationJob:
     """The job payload, or `HttpError(489)`: a malformed job never becomes valid."""
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)
     except (ValueError, UnicodeDecodeError):
         raise HttpError(489, "Job payload is not JSON", headers=NON_RETRYABLE) from None
     order_id = data.get("orderId") if isinstance(data, dict) else None

@@ -83,7 +83,7 @@ _ERRORS = {
     400: "malformed JSON or a malformed header",
     401: "missing or invalid credentials (API key, signature, cron secret)",
     404: "no such order, or a wrong access token (indistinguishable on purpose)",
-    409: "a duplicate is still in flight; retry after Retry-After",
+    409: "a duplicate is still in flight (retry after Retry-After), or QStash refused again",
     410: "the order this Idempotency-Key created was deleted",
     413: "request body larger than MAX_BODY_BYTES",
     415: "request body is not application/json",
@@ -135,6 +135,32 @@ _ORDER_ID_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": ORDER_ID.pattern},
+}
+_STATUS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string"}},
+}
+_DEAD_LETTERS = {
+    "type": "object",
+    "required": ["dead"],
+    "properties": {
+        "dead": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "url": {"type": "string"},
+                    "body": {"type": "object"},
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "status": {"type": "integer"},
+                    "error": {"type": "string"},
+                    "failed_at_ms": {"type": "integer"},
+                },
+            },
+        }
+    },
 }
 _ORDER_ACCESS: list[dict[str, list[str]]] = [{"orderToken": []}, {"orderTokenQuery": []}]
 _SIGNATURE = _header(
@@ -282,6 +308,43 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "responses": _responses(
                         {"200": {"description": "flushed", **_json(_ref("FlushReport"))}},
                         *(401, 503),
+                    ),
+                }
+            },
+            "/api/admin/outbox/dead": {
+                "get": {
+                    "operationId": "listDeadLetters",
+                    "summary": "Jobs QStash refused permanently (the outbox's dead letters)",
+                    "security": [{"cronSecret": []}],
+                    "responses": _responses(
+                        {"200": {"description": "the dead letters", **_json(_DEAD_LETTERS)}},
+                        *(401, 429, 503),
+                    ),
+                }
+            },
+            "/api/admin/outbox/dead/{id}/retry": {
+                "post": {
+                    "operationId": "retryDeadLetter",
+                    "summary": "Publish a dead letter again (200 published, 202 queued)",
+                    "security": [{"cronSecret": []}],
+                    "parameters": [_ORDER_ID_PARAM],
+                    "responses": _responses(
+                        {
+                            "200": {"description": "published", **_json(_STATUS)},
+                            "202": {"description": "back in the outbox", **_json(_STATUS)},
+                        },
+                        *(401, 404, 409, 415, 429, 503),
+                    ),
+                }
+            },
+            "/api/admin/outbox/dead/{id}": {
+                "delete": {
+                    "operationId": "dropDeadLetter",
+                    "summary": "Drop a dead letter",
+                    "security": [{"cronSecret": []}],
+                    "parameters": [_ORDER_ID_PARAM],
+                    "responses": _responses(
+                        {"204": {"description": "dropped"}}, *(401, 404, 429, 503)
                     ),
                 }
             },

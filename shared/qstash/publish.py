@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
@@ -62,7 +62,7 @@ class PublishOptions:
     content_based_deduplication: bool = False
     callback: str | None = None
     failure_callback: str | None = None
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)  # may hold secrets
     method: Method | None = None
     timeout: Duration | None = None
     retry_delay: str | None = None
@@ -227,6 +227,18 @@ def api_error(response: HttpResponse) -> QStashError:
         }
         return QStashRateLimited(response.status, message, limits)
     return QStashError(response.status, message)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True when QStash refused the request itself and sending it again cannot help: a 4xx
+    other than 408 (timeout) and 429 (rate limit, quota): bad token, bad destination, a body
+    or option it rejects. Transport failures and 5xx are transient."""
+    return (
+        isinstance(error, QStashError)
+        and not isinstance(error, QStashRateLimited)
+        and 400 <= error.status < 500
+        and error.status not in (408, 429)
+    )
 
 
 def _result(item: object, status: int) -> PublishResult:

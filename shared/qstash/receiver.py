@@ -7,9 +7,12 @@
         url="https://app.example.com/api/jobs/send-confirmation",   # your public URL
     )
 
-Checks, in order: three strict base64url segments; header `alg` is exactly HS256
-(`none`, HS512... are refused before any key is used); the HMAC with the current
-key, then the next key (rotation), compared in constant time; `iss == "Upstash"`;
+Checks, in order: at most `MAX_TOKEN_CHARS` ASCII characters in three non-empty,
+strict base64url segments; the HMAC-SHA256 over the raw `header.payload` bytes with
+the current key, then the next key (rotation), compared in constant time, before
+any JSON is decoded (a forged token is never parsed); header `alg` is exactly
+HS256 (`none`, HS512... never verify: the MAC is always HS256 and the header it
+covers must say so); `iss == "Upstash"`;
 `sub` equals the configured public URL (not `request.url`, which proxies
 rewrite); integer `exp`/`nbf` (and `iat` when present) within `clock_tolerance`;
 the `body` claim equals base64url(SHA-256(body)), padding-insensitive. Any
@@ -28,6 +31,7 @@ from shared.config import check_token
 from shared.errors import ConfigError, SignatureError
 from shared.qstash.signing import ISSUER, b64url_decode, body_hash, hs256
 
+MAX_TOKEN_CHARS = 4096  # QStash's tokens are a few hundred characters; longer is not theirs
 CURRENT_KEY_VAR = "QSTASH_CURRENT_SIGNING_KEY"
 NEXT_KEY_VAR = "QSTASH_NEXT_SIGNING_KEY"
 _ALLOWED_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
@@ -46,14 +50,18 @@ class SignatureClaims:
     body_hash: str
 
 
-def _json_object(segment: str, what: str) -> dict[str, object]:
+def _decode_segment(segment: str, what: str) -> bytes:
     try:
-        raw = b64url_decode(segment)
+        return b64url_decode(segment)
     except ValueError:
         raise SignatureError(f"{what} is not valid base64url") from None
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, object]:
+    """Only ever called on authenticated bytes (after the HMAC check)."""
     try:
         value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise SignatureError(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise SignatureError(f"{what} is not a JSON object")
@@ -103,7 +111,8 @@ def _check_claims(
     if issuer != ISSUER:
         raise SignatureError("issuer is not Upstash")
     subject = _str_claim(claims, "sub")
-    if not hmac.compare_digest(subject.encode("utf-8"), url.encode("utf-8")):
+    # surrogatepass: a lone surrogate in a claim is a mismatch, not a UnicodeEncodeError
+    if not hmac.compare_digest(subject.encode("utf-8", "surrogatepass"), url.encode("utf-8")):
         raise SignatureError("subject does not match the configured URL")
     if claims.get("aud") is not None:
         raise SignatureError("unexpected audience claim")
@@ -121,7 +130,7 @@ def _check_claims(
         raise SignatureError("claim jti is not a string")
     claimed = _str_claim(claims, "body").rstrip("=")
     expected = body_hash(body)
-    if not hmac.compare_digest(claimed.encode("utf-8"), expected.encode("ascii")):
+    if not hmac.compare_digest(claimed.encode("utf-8", "surrogatepass"), expected.encode("ascii")):
         raise SignatureError("body hash does not match the body")
     return SignatureClaims(issuer, subject, expires_at, not_before, issued_at, jwt_id, expected)
 
@@ -170,15 +179,19 @@ class Receiver:
             raise SignatureError("signature is missing")
         if not signature.isascii():
             raise SignatureError("token is not ASCII")
+        if len(signature) > MAX_TOKEN_CHARS:
+            raise SignatureError(f"token is longer than {MAX_TOKEN_CHARS} characters")
         parts = signature.split(".")
         if len(parts) != 3:
             raise SignatureError("token does not have three segments")
         header_b64, payload_b64, signature_b64 = parts
         if not header_b64 or not payload_b64:
             raise SignatureError("token has an empty segment")
-        _check_header(_json_object(header_b64, "header"))  # before any key is used
         if not signature_b64:
             raise SignatureError("token has an empty segment (signature)")
+        header_raw = _decode_segment(header_b64, "header")
+        payload_raw = _decode_segment(payload_b64, "payload")
+        # The MAC over the raw segments first: nothing unauthenticated is ever JSON-decoded.
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         presented = signature_b64.encode("ascii")
         if not any(
@@ -186,6 +199,7 @@ class Receiver:
             for key in self._keys
         ):
             raise SignatureError("signature does not match the current or next signing key")
-        claims = _json_object(payload_b64, "payload")
+        _check_header(_json_object(header_raw, "header"))
+        claims = _json_object(payload_raw, "payload")
         when = time.time() if now is None else now
         return _check_claims(claims, bytes(body), url, when, clock_tolerance)

@@ -24,6 +24,7 @@ from shared.app.assembly import AppBundle, build_app
 from shared.http import HttpxTransport
 from shared.jobs.email import EmailSender
 from shared.orders.confirmation import JOB_PATH, confirmation_routes
+from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
 from tests.conftest import Devstack
 from tests.jobs.app_harness import BASE_URL, app_client, app_test_env, signed_job, unique_email
@@ -298,3 +299,33 @@ async def test_a_hanging_provider_is_a_503_within_the_deadline(
         sent = await jobs.post(JOB_PATH, **signed_job(devstack, order_id))
     assert sent.status_code == 200, sent.text
     assert len(await emails_to(devstack, email)) == 1
+
+
+async def test_a_signed_deeply_nested_job_body_is_489(devstack: Devstack) -> None:
+    """A correctly signed job whose body nests JSON thousands deep is a 489, never a 500."""
+    body = b"[" * 5000 + b"]" * 5000
+    claims = delivery_claims(BASE_URL + JOB_PATH, body, now=time.time(), jwt_id=uuid.uuid4().hex)
+    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
+    async with app_client(app_test_env(devstack)) as client:
+        response = await client.post(
+            JOB_PATH,
+            content=body,
+            headers={"upstash-signature": token, "content-type": "application/json"},
+        )
+    assert response.status_code == 489, response.text
+    assert response.headers["upstash-nonretryable-error"] == "true"
+
+
+async def test_a_signed_deeply_nested_smoke_body_is_489(devstack: Devstack) -> None:
+    """The smoke job parses its signed body with the same depth bound: 489, never a 500."""
+    path = "/api/jobs/smoke"
+    body = b"[" * 5000 + b"]" * 5000
+    claims = delivery_claims(BASE_URL + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
+    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
+    async with app_client(app_test_env(devstack)) as client:
+        response = await client.post(
+            path,
+            content=body,
+            headers={"upstash-signature": token, "content-type": "application/json"},
+        )
+    assert response.status_code == 489, response.text

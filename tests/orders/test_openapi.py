@@ -152,7 +152,8 @@ def test_constraints_are_the_servers() -> None:
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/orders", "post", {"201", "400", "401", "409", "410", "413", "415", "422", "429", "503"}),
+        ("/api/orders", "post",
+         {"201", "400", "401", "409", "410", "413", "415", "422", "429", "503"}),
         ("/api/orders/{id}", "get", {"200", "404", "429", "503"}),
         ("/api/orders/{id}", "delete", {"204", "404", "429", "503"}),
         ("/api/health", "get", {"200", "429", "503"}),
@@ -161,6 +162,10 @@ def test_constraints_are_the_servers() -> None:
          {"200", "401", "409", "413", "415", "429", "489", "503"}),
         ("/api/jobs/smoke", "post", {"200", "401", "413", "415", "489", "503"}),
         ("/api/cron/flush-outbox", "get", {"200", "401", "503"}),
+        ("/api/admin/outbox/dead", "get", {"200", "401", "429", "503"}),
+        ("/api/admin/outbox/dead/{id}/retry", "post",
+         {"200", "202", "401", "404", "409", "415", "429", "503"}),
+        ("/api/admin/outbox/dead/{id}", "delete", {"204", "401", "404", "429", "503"}),
     ],
 )  # fmt: skip
 def test_each_operation_lists_its_statuses(path: str, method: str, statuses: set[str]) -> None:
