@@ -6,15 +6,22 @@ only, keep-alive connections reused, nothing built per request that can be built
 once (parsed URLs, encoded header names). httpx's `AsyncClient` layers (auth,
 redirects, cookies, event hooks) are skipped because the core uses none of them.
 Pass your own `httpx.AsyncClient` to get those back (proxies, custom TLS, mounts).
+Without one, httpx's own module is never imported: starting the function loads only
+httpcore and h11 (httpx's models, and its CLI module pulling click, rich and pygments
+where they are installed, cost tens of milliseconds of import).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpcore
-import httpx
 
 from shared.errors import TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:  # httpx itself is imported only with a caller's client (it then is loaded)
+    import httpx
 
 MAX_CONNECTIONS = 100  # per process; concurrent requests beyond this wait for a free one
 KEEPALIVE_EXPIRY_S = 30.0  # an idle connection older than this is closed, not reused
@@ -102,6 +109,8 @@ class HttpxTransport:
     async def _send_with_client(
         self, client: httpx.AsyncClient, request: HttpRequest
     ) -> HttpResponse:
+        import httpx
+
         try:
             response = await client.request(
                 request.method,

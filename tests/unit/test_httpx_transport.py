@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -165,3 +168,28 @@ async def test_a_callers_httpx_client_is_used_and_left_open() -> None:
         await transport.aclose()
         assert not client.is_closed
     assert response.body == b"via client" and calls == [url + "/x"]
+
+
+def test_the_default_transport_and_the_vercel_entry_import_no_httpx() -> None:
+    """Importing the Vercel entry and sending through the default transport load neither
+    httpx (its models and CLI) nor pydantic: only httpcore and h11."""
+    script = (
+        "import asyncio, sys\n"
+        "import vercel_api.index\n"
+        "from shared.http import HttpxTransport\n"
+        "from shared.http.transport import HttpRequest\n"
+        "t = HttpxTransport()\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await t.send(HttpRequest('GET', 'http://127.0.0.1:9/', {}, b'', 1.0))\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    await t.aclose()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('httpx', 'pydantic', 'click', 'httpcore') if m in sys.modules))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == "['httpcore']", proc.stdout + proc.stderr
