@@ -68,9 +68,8 @@ class AutoPipeliner:
         """The first caller of a turn waits for the others, then sends: a lone command
         inline (no task, the common sequential case), several through one task."""
         try:
-            # Two turns: coroutines started together (gather, or a task created just
-            # before this call) all get to queue their commands first.
-            await asyncio.sleep(0)
+            # One turn: coroutines started together (gather, or a task created just
+            # before this call) run their first step in it and queue their commands.
             await asyncio.sleep(0)
         except asyncio.CancelledError:
             if entry in batch.pending:
