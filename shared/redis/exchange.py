@@ -146,7 +146,10 @@ class Exchange:
         return parse_response(response.status, response.body, mode, len(commands))
 
     async def _deadline(self, request: HttpRequest, name: str) -> HttpResponse:
-        """The transport's send under a total deadline (httpx's timeouts are per phase)."""
+        """The transport's send under a total deadline (httpx's timeouts are per phase); a
+        transport whose `total_deadline` is true enforces `request.timeout` itself."""
+        if getattr(self.transport, "total_deadline", False):
+            return await self.transport.send(request)
         try:
             async with asyncio.timeout(request.timeout):
                 return await self.transport.send(request)
