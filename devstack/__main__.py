@@ -6,6 +6,10 @@ With ``--json`` exactly one line goes to stdout once every service is ready::
      "redis_rest_readonly_token": "devstack-readonly-token",
      "redis_url": "redis://127.0.0.1:RPORT", "redis_pid": 1234, "pid": 1233}
 
+``--regions 3`` adds ``"regions": [{"redis_rest_url", "redis_url", "redis_pid",
+"latency_ms"}, ...]`` (three independent Redis servers, the first being the one above);
+``--region-latency-ms 0,0,150`` delays each region's REST answers (a far-away region).
+
 Logs go to stderr only.
 """
 
@@ -21,10 +25,17 @@ import signal
 import sys
 from pathlib import Path
 
+from devstack.console.service import ConsoleOptions, ConsoleService
 from devstack.email_sink import EmailSinkOptions, EmailSinkService
 from devstack.qstash import QStashOptions, QStashService
 from devstack.redis_process import default_binary
-from devstack.services import RedisRestService, RedisService, RestOptions, Service
+from devstack.services import (
+    RedisRestService,
+    RedisService,
+    RegionsService,
+    RestOptions,
+    Service,
+)
 
 log = logging.getLogger("devstack")
 
@@ -54,28 +65,64 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="multiply QStash delays and retry backoff (devstack only; tests use 0.001)",
     )
     up.add_argument("--email-port", type=int, default=0, help="email sink port (default: free)")
+    up.add_argument(
+        "--regions",
+        type=int,
+        default=1,
+        help="independent Redis regions (each its own Valkey and REST URL; JSON key `regions`)",
+    )
+    up.add_argument(
+        "--region-latency-ms",
+        default="",
+        help="comma-separated delay added to each region's REST answers, e.g. 0,0,150",
+    )
+    up.add_argument("--console-port", type=int, default=0, help="console port (default: free)")
     up.add_argument("-v", "--verbose", action="store_true")
     dev = sub.add_parser("dev", help="the stack plus the API (make dev / make dev-worker)")
     dev.add_argument("--worker", action="store_true", help="serve the Worker (Pyodide) on 8787")
-    dev.add_argument("--port", type=int, default=None)
+    dev.add_argument("--port", type=int, default=None, help="API port (8000; Worker 8787)")
     return parser.parse_args(argv)
 
 
+def _latencies(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"--region-latency-ms: numbers separated by commas, got {text!r}"
+        ) from None
+    if any(value < 0 for value in values):
+        raise SystemExit("--region-latency-ms must not be negative")
+    return values
+
+
 def build_services(args: argparse.Namespace) -> list[Service]:
+    if not 1 <= args.regions <= 16:
+        raise SystemExit("--regions must be between 1 and 16")
+    latencies = _latencies(args.region_latency_ms)
     options = RestOptions(
         host=args.host,
         port=args.port,
         token=args.token,
         readonly_token=args.readonly_token,
         max_request_bytes=args.max_request_bytes,
+        latency_s=(latencies[0] if latencies else 0.0) / 1000,
     )
+    binary = default_binary()
+    regions: list[Service] = []
+    if args.regions > 1 or latencies:
+        regions.append(
+            RegionsService(args.regions, binary, args.redis_restart_delay, options, latencies)
+        )
     return [
-        RedisService(default_binary(), args.data_dir, args.redis_restart_delay),
+        RedisService(binary, args.data_dir, args.redis_restart_delay),
         RedisRestService(options),
+        *regions,
         QStashService(
             QStashOptions(host=args.host, port=args.qstash_port, time_scale=args.qstash_time_scale)
         ),
         EmailSinkService(EmailSinkOptions(host=args.host, port=args.email_port)),
+        ConsoleService(ConsoleOptions(host=args.host, port=args.console_port)),
     ]
 
 

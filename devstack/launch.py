@@ -7,6 +7,7 @@ with running_devstack() as stack:
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -50,11 +51,22 @@ class DevstackProcess:
             proc.stdout.close()
 
 
-def start_devstack(*extra_args: str, timeout: float = STARTUP_TIMEOUT) -> DevstackProcess:
-    """Starts a devstack and waits (bounded) for its JSON line."""
+def start_devstack(
+    *extra_args: str, timeout: float = STARTUP_TIMEOUT, log_path: Path | None = None
+) -> DevstackProcess:
+    """Starts a devstack and waits (bounded) for its JSON line.
+
+    Its log (stderr) goes to `log_path` (`make dev`: `.state/logs/devstack.log`, replaced
+    on each run) or, without one, to a fresh temporary file (tests).
+    """
     # stderr goes to a file: an unread pipe would fill up and block the server.
-    fd, name = tempfile.mkstemp(prefix="devstack-", suffix=".log")
-    stderr_path = Path(name)
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        stderr_path = log_path
+    else:
+        fd, name = tempfile.mkstemp(prefix="devstack-", suffix=".log")
+        stderr_path = Path(name)
     with open(fd, "w") as stderr_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "devstack", "up", "--json", *extra_args],

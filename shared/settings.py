@@ -11,17 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared.app.reporting import ErrorReporter, load_reporter, log_error_report
 from shared.config import check_token, check_url
 from shared.durations import parse_duration_ms
 from shared.errors import ConfigError
+from shared.qstash.flow_control import FlowControl
+from shared.qstash.flow_control import parse_rate as parse_flow_rate
 from shared.redis.config import RestEndpoint, endpoint_from_env
+from shared.web.reporting import ErrorReporter, load_reporter, log_error_report
 
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
 DEFAULT_EMAIL_API_URL = "https://api.resend.com"
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(.+?)\s*$")
 _HEADER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 VERCEL_CLIENT_IP_HEADER = "x-vercel-forwarded-for"
+VERCEL_COUNTRY_HEADER = "x-vercel-ip-country"
+_COUNTRY = re.compile(r"^[A-Z][A-Z0-9]$")  # ISO alpha-2, plus Cloudflare's T1 (Tor)
 MIN_ORDER_TOKEN_SECRET = 32
 
 
@@ -138,6 +142,27 @@ def client_ip_header_from(env: Mapping[str, str]) -> str | None:
     return None
 
 
+# -- rate-limit protection and order concurrency (README: "Rate limiting") ------------------
+
+
+def country_header_from(env: Mapping[str, str]) -> str | None:
+    """`x-vercel-ip-country` on Vercel (`VERCEL=1`), where Vercel's edge sets it; else None
+    (Workers read `request.cf.country`; elsewhere a client could send any value)."""
+    return VERCEL_COUNTRY_HEADER if str(env.get("VERCEL") or "").strip() == "1" else None
+
+
+def _countries(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    codes = tuple(c.strip().upper() for c in str(env.get(name) or "").split(",") if c.strip())
+    if any(not _COUNTRY.match(code) for code in codes):
+        raise ConfigError(name, "must be ISO 3166-1 alpha-2 codes separated by commas (RU,KP)")
+    return codes
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str | None:
+    value = str(env.get(name) or "").strip()
+    return check_url(name, value) if value else None
+
+
 def app_url_from(env: Mapping[str, str]) -> str:
     """`APP_URL` when set; else, on Vercel, `https://$VERCEL_URL` (this deployment's own
     URL, so each preview gets its own job URL and signatures are checked against it)."""
@@ -149,6 +174,29 @@ def app_url_from(env: Mapping[str, str]) -> str:
         url = vercel_url if "://" in vercel_url else f"https://{vercel_url}"
         return check_url("VERCEL_URL", url)
     raise ConfigError("APP_URL", "is not set (the public base URL QStash calls back)")
+
+
+EMAIL_FLOW_CONTROL_KEY = "email-send"
+_OFF = ("off", "none", "0")
+
+
+def email_flow_control_from(env: Mapping[str, str]) -> FlowControl | None:
+    """`EMAIL_SEND_RATE` ("2/1s", "off") and `EMAIL_SEND_PARALLELISM` (2, "off"): the
+    QStash flow control every confirmation job is published with; None when both are off."""
+    rate_text = str(env.get("EMAIL_SEND_RATE") or "2/1s").strip()
+    rate = period = None
+    if rate_text.lower() not in _OFF:
+        try:
+            rate, period = parse_flow_rate(rate_text)
+        except ValueError as exc:
+            raise ConfigError("EMAIL_SEND_RATE", f"must look like '2/1s' or 'off': {exc}") from None
+    parallelism_text = str(env.get("EMAIL_SEND_PARALLELISM") or "2").strip()
+    parallelism = None
+    if parallelism_text.lower() not in _OFF:
+        parallelism = _int(env, "EMAIL_SEND_PARALLELISM", 2, 1, 1000)
+    if rate is None and parallelism is None:
+        return None
+    return FlowControl(EMAIL_FLOW_CONTROL_KEY, rate=rate, period=period, parallelism=parallelism)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -191,7 +239,20 @@ class Settings:
     order_token_secret: str = field(default="", repr=False)
     order_token_secret_next: str | None = field(default=None, repr=False)
     client_ip_header: str | None = None
+    # Rate-limit protection and order concurrency (README: "Rate limiting").
+    deny_countries: tuple[str, ...] = ()
+    ip_deny_list_url: str | None = None
+    rate_limit_protection: bool = False
+    country_header: str | None = None
+    order_concurrency: int = 4
     error_reporter: ErrorReporter = field(default=log_error_report, repr=False, compare=False)
+    # QStash flow control of the confirmation job (README: "QStash in depth").
+    email_flow_control: FlowControl | None = None
+
+    @property
+    def flush_url(self) -> str:
+        """The public URL of the outbox flush (Vercel Cron, or a QStash schedule)."""
+        return f"{self.app_url}/api/cron/flush-outbox"
 
     @property
     def smoke_url(self) -> str:
@@ -249,6 +310,12 @@ class Settings:
                 env, "ORDER_TOKEN_SECRET_NEXT", required=False
             ),
             client_ip_header=client_ip_header_from(env),
+            email_flow_control=email_flow_control_from(env),
+            deny_countries=_countries(env, "DENY_COUNTRIES"),
+            ip_deny_list_url=_optional_url(env, "IP_DENY_LIST_URL"),
+            rate_limit_protection=_flag(env, "RATE_LIMIT_PROTECTION"),
+            country_header=country_header_from(env),
+            order_concurrency=_int(env, "ORDER_CONCURRENCY", 4, 0, 10_000),
             error_reporter=(
                 load_reporter("ERROR_REPORTER", reporter_spec)
                 if reporter_spec

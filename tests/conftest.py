@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ from devstack import launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+
+# The smallest environment `Settings.from_env` accepts (placeholders: nothing is contacted).
+# Without ORDER_TOKEN_SECRET, so a test can check that it is required.
+MINIMAL_ENV_NO_SECRET = {
+    "UPSTASH_REDIS_REST_URL": "https://db.upstash.io",
+    "UPSTASH_REDIS_REST_TOKEN": "token",
+    "QSTASH_TOKEN": "qtoken",
+    "QSTASH_CURRENT_SIGNING_KEY": "sig_current",
+    "QSTASH_NEXT_SIGNING_KEY": "sig_next",
+    "RESEND_API_KEY": "re_key",
+    "EMAIL_FROM": "Shop <shop@example.com>",
+    "APP_URL": "https://shop.example.com",
+}
+MINIMAL_ENV = {**MINIMAL_ENV_NO_SECRET, "ORDER_TOKEN_SECRET": "order-token-secret-for-unit-tests"}
 
 
 @dataclass(frozen=True)
@@ -63,15 +78,22 @@ def stop_devstack(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
     launch.DevstackProcess({}, proc, Path("/dev/null")).stop(timeout)
 
 
-@pytest.fixture(scope="session")
-def devstack() -> Iterator[Devstack]:
-    """The session-wide local stack: Redis REST, QStash (waits scaled 1000x shorter), email sink."""
-    stack = start_devstack("--qstash-time-scale", "0.001")
+@contextmanager
+def running_devstack(*extra_args: str) -> Iterator[Devstack]:
+    """A devstack of its own (QStash waits scaled 1000x shorter), stopped and cleaned after."""
+    stack = start_devstack("--qstash-time-scale", "0.001", *extra_args)
     try:
         yield stack
     finally:
         stop_devstack(stack.process)
         stack.stderr_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def devstack() -> Iterator[Devstack]:
+    """The session-wide local stack: Redis REST, QStash (waits scaled 1000x shorter), email sink."""
+    with running_devstack() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import os
 
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
+from shared.web.asgi import AsgiAdapter
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Redis call is noise

@@ -9,7 +9,6 @@ clear 503 where pydantic cannot load (offline Pyodide), and uses it where it can
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,11 +19,12 @@ from pyodide.http import pyfetch
 from workers import Response as WorkerResponse
 
 from shared.app.assembly import AppBundle, build_app
-from shared.app.errors import error_response, response_for
-from shared.app.http import Headers, Request, Response
 from shared.background import background
 from shared.http import FetchTransport
 from shared.scope import request_scope
+from shared.web.geo import cf_country
+from shared.web.http import Headers, Request, Response
+from shared.web.served import BodyTooLarge, early_answer
 
 
 class JsEnv(Mapping[str, str]):
@@ -64,11 +64,8 @@ class WorkerApp:
                 bundle = self.bundle(env)
                 shared_request = await to_shared_request(request, bundle.max_body_bytes)
                 response = await bundle.app.handle(shared_request)
-            except BodyTooLargeError:
-                response = early_response(error_response(413, "Request body too large"))
-            except Exception as exc:  # settings errors, before the app's own error mapping
-                request_id = uuid.uuid4().hex
-                response = early_response(response_for(exc, request_id), request_id)
+            except Exception as exc:  # too large, or a settings error: before the app's mapping
+                response = early_answer(exc)
             if work.pending():
                 ctx.waitUntil(work.drain())
             return to_worker_response(response)
@@ -79,16 +76,6 @@ class WorkerApp:
             await self.bundle(env).scheduled(str(getattr(controller, "cron", "")))
             if work.pending():
                 ctx.waitUntil(work.drain())
-
-
-class BodyTooLargeError(Exception):
-    pass
-
-
-def early_response(response: Response, request_id: str | None = None) -> Response:
-    """An answer given before the app ran still carries an `x-request-id`, like every other."""
-    response.headers["x-request-id"] = request_id or uuid.uuid4().hex
-    return response
 
 
 def _header_pairs(request: Any) -> list[tuple[str, str]]:
@@ -105,11 +92,11 @@ async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
     headers = Headers(_header_pairs(request))
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body_bytes:
-        raise BodyTooLargeError
+        raise BodyTooLarge
     method = str(request.method).upper()
     body = b"" if method in ("GET", "HEAD") else bytes(await request.bytes())
     if len(body) > max_body_bytes:
-        raise BodyTooLargeError
+        raise BodyTooLarge
     url = urlsplit(str(request.url))
     return Request(
         method=method,
@@ -118,6 +105,7 @@ async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
         headers=headers,
         body=body,
         client_ip=headers.get("cf-connecting-ip"),
+        country=cf_country(request),
     )
 
 

@@ -13,18 +13,21 @@ import ipaddress
 import json
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.durations import parse_duration_ms
+from shared.qstash.flow_control import parse_flow_control_value
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 MAX_RETRIES = 20
 DEFAULT_RETRIES = 3
 MAX_BACKOFF_SECONDS = 86_400.0
 FORWARD_PREFIX = "upstash-forward-"
+FLOW_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,256}")
 
 
 class PublishError(ValueError):
@@ -53,6 +56,13 @@ class Message:
     last_status: int = 0
     last_headers: dict[str, str] = field(default_factory=dict)
     last_body_b64: str = ""
+    flow_key: str | None = None
+    flow_rate: int | None = None
+    flow_period_s: int | None = None
+    flow_parallelism: int | None = None
+    schedule_id: str | None = None
+    topic_name: str | None = None
+    endpoint_name: str | None = None
 
     @property
     def body(self) -> bytes:
@@ -90,6 +100,13 @@ class Message:
             ("failureCallback", self.failure_callback),
             ("label", self.label),
             ("retryDelayExpression", self.retry_delay),
+            ("flowControlKey", self.flow_key),
+            ("rate", self.flow_rate),
+            ("period", self.flow_period_s),
+            ("parallelism", self.flow_parallelism),
+            ("scheduleId", self.schedule_id),
+            ("topicName", self.topic_name),
+            ("endpointName", self.endpoint_name),
         ):
             if value is not None:
                 view[key] = value
@@ -174,6 +191,7 @@ def parse_publish(
     retry_delay = h.get("upstash-retry-delay")
     if retry_delay is not None:
         retry_delay_ms(retry_delay, 0)  # validate now: a 400 beats a silent DLQ later
+    flow = parse_flow_headers(h)
     callbacks = {}
     for key in ("upstash-callback", "upstash-failure-callback"):
         if key in h:
@@ -192,7 +210,45 @@ def parse_publish(
         callback=callbacks.get("upstash-callback"),
         failure_callback=callbacks.get("upstash-failure-callback"),
         label=h.get("upstash-label"),
+        flow_key=flow.key,
+        flow_rate=flow.rate,
+        flow_period_s=flow.period,
+        flow_parallelism=flow.parallelism,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FlowHeaders:
+    """A publish's flow control: its key and limits (all None without the headers)."""
+
+    key: str | None = None
+    rate: int | None = None
+    period: int | None = None  # seconds
+    parallelism: int | None = None
+
+
+def parse_flow_headers(h: Mapping[str, str]) -> FlowHeaders:
+    """`Upstash-Flow-Control-Key/-Value` (lower-cased names) -> key, rate, period, parallelism.
+
+    A rate without a period gets QStash's default period of 1s.
+    """
+    key = h.get("upstash-flow-control-key")
+    value = h.get("upstash-flow-control-value")
+    if key is None and value is None:
+        return FlowHeaders()
+    if not key or not FLOW_KEY.fullmatch(key):
+        raise PublishError(f"invalid Upstash-Flow-Control-Key header: {key!r}")
+    if value is None:
+        raise PublishError("Upstash-Flow-Control-Key needs Upstash-Flow-Control-Value")
+    try:
+        parsed = parse_flow_control_value(value)
+    except ValueError as exc:
+        raise PublishError(f"invalid Upstash-Flow-Control-Value header: {exc}") from None
+    if "period" in parsed and "rate" not in parsed:
+        raise PublishError("invalid Upstash-Flow-Control-Value header: period needs a rate")
+    rate = parsed.get("rate")
+    period = parsed.get("period", 1 if rate is not None else None)
+    return FlowHeaders(key, rate, period, parsed.get("parallelism"))
 
 
 def dedup_key(headers: Mapping[str, str], destination: str, body: bytes) -> str | None:

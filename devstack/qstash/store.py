@@ -6,6 +6,14 @@
 {prefix}dedup:{key}     message id, 10-minute TTL
 {prefix}dlq             sorted set: dlq id -> unix ms it arrived
 {prefix}dlq:{dlqId}     JSON of the DLQ entry (the message and its last response)
+{prefix}events          list of JSON log events, newest first (capped at MAX_EVENTS)
+{prefix}fcl:{key}       JSON: the flow-control limits the key's latest message carried
+{prefix}fcm:{key}       set: pending message ids with that flow-control key
+{prefix}fcs:{key}       sorted set: attempt id -> unix ms it started (the rate window)
+{prefix}sched:{id}      JSON of a schedule
+{prefix}schedules       sorted set: schedule id -> unix ms of its next run (real time)
+{prefix}topic:{name}    JSON of a URL group {name, createdAt, updatedAt, endpoints}
+{prefix}topics          set of URL group names
 """
 
 from __future__ import annotations
@@ -14,11 +22,36 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from devstack.qstash.model import Message
 
 PREFIX = "devstack:qstash:"
 DEDUP_TTL_SECONDS = 600
+MAX_EVENTS = 10_000
+
+
+def event_of(message: Message, state: str, at_ms: int, **extra: object) -> dict[str, object]:
+    """One log event in the shape of QStash's `GET /v2/events`."""
+    event: dict[str, object] = {
+        "time": at_ms,
+        "messageId": message.id,
+        "state": state,
+        "url": message.url,
+        "method": message.method,
+        "maxRetries": message.max_retries,
+    }
+    for key, value in (
+        ("topicName", message.topic_name),
+        ("endpointName", message.endpoint_name),
+        ("scheduleId", message.schedule_id),
+        ("flowControlKey", message.flow_key),
+        ("label", message.label),
+    ):
+        if value is not None:
+            event[key] = value
+    event.update({k: v for k, v in extra.items() if v is not None})
+    return event
 
 
 class QStashStore:
@@ -42,12 +75,37 @@ class QStashStore:
         existing = await self.redis.get(name)
         return str(existing) if existing else None
 
-    async def enqueue(self, *messages: Message) -> None:
+    def _log(self, pipe: Any, *events: dict[str, object]) -> None:
+        for event in events:
+            pipe.lpush(f"{self.p}events", json.dumps(event))
+        if events:
+            pipe.ltrim(f"{self.p}events", 0, MAX_EVENTS - 1)
+
+    def _store_new(self, pipe: Any, message: Message, at_ms: int) -> None:
+        pipe.set(self._msg(message.id), message.to_json())
+        pipe.zadd(f"{self.p}due", {message.id: message.not_before})
+        if message.flow_key is not None:
+            limits = {
+                "rate": message.flow_rate,
+                "period": message.flow_period_s,
+                "parallelism": message.flow_parallelism,
+            }
+            pipe.set(f"{self.p}fcl:{message.flow_key}", json.dumps(limits))
+            pipe.sadd(f"{self.p}fcm:{message.flow_key}", message.id)
+        self._log(pipe, event_of(message, "CREATED", at_ms))
+
+    def _drop(self, pipe: Any, message: Message) -> None:
+        pipe.delete(self._msg(message.id))
+        pipe.zrem(f"{self.p}due", message.id)
+        pipe.srem(f"{self.p}inflight", message.id)
+        if message.flow_key is not None:
+            pipe.srem(f"{self.p}fcm:{message.flow_key}", message.id)
+
+    async def enqueue(self, *messages: Message, at_ms: int | None = None) -> None:
         """Stores messages and schedules their first attempt, all or nothing."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for message in messages:
-                pipe.set(self._msg(message.id), message.to_json())
-                pipe.zadd(f"{self.p}due", {message.id: message.not_before})
+                self._store_new(pipe, message, at_ms or message.created_at)
             await pipe.execute()
 
     async def get(self, message_id: str) -> Message | None:
@@ -58,16 +116,52 @@ class QStashStore:
         ids = await self.redis.zrangebyscore(f"{self.p}due", "-inf", now_ms, start=0, num=limit)
         return [str(i) for i in ids]
 
-    async def next_due_ms(self) -> int | None:
-        first = await self.redis.zrange(f"{self.p}due", 0, 0, withscores=True)
+    async def next_due_ms(self, after_ms: int | None = None) -> int | None:
+        """The earliest scheduled attempt (after `after_ms` when given: flow control can
+        hold messages that are already due, and those must not make the loop spin)."""
+        if after_ms is None:
+            first = await self.redis.zrange(f"{self.p}due", 0, 0, withscores=True)
+        else:
+            first = await self.redis.zrangebyscore(
+                f"{self.p}due", f"({after_ms}", "+inf", start=0, num=1, withscores=True
+            )
         return int(first[0][1]) if first else None
 
-    async def start_attempt(self, message_id: str, lease_until_ms: int) -> None:
+    async def start_attempt(
+        self, message: Message, lease_until_ms: int, *, now_ms: int, attempt_id: str
+    ) -> None:
         """Marks an attempt in flight; the lease keeps the scheduler from picking it again."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(f"{self.p}due", {message_id: lease_until_ms}, xx=True)
-            pipe.sadd(f"{self.p}inflight", message_id)
+            pipe.zadd(f"{self.p}due", {message.id: lease_until_ms}, xx=True)
+            pipe.sadd(f"{self.p}inflight", message.id)
+            if message.flow_key is not None and message.flow_rate is not None:
+                starts = f"{self.p}fcs:{message.flow_key}"
+                pipe.zadd(starts, {attempt_id: now_ms})
+                pipe.zremrangebyscore(starts, "-inf", now_ms - 86_400_000)
+            self._log(pipe, event_of(message, "ACTIVE", now_ms))
             await pipe.execute()
+
+    async def rate_starts(self, key: str, since_ms: int) -> list[int]:
+        """Start times (unix ms, oldest first) of the key's attempts since `since_ms`."""
+        pairs = await self.redis.zrangebyscore(
+            f"{self.p}fcs:{key}", since_ms, "+inf", withscores=True
+        )
+        return [int(score) for _, score in pairs]
+
+    async def flow_keys(self) -> list[str]:
+        """Every flow-control key a message was published with."""
+        prefix = f"{self.p}fcl:"
+        return sorted(
+            [str(name)[len(prefix) :] async for name in self.redis.scan_iter(match=f"{prefix}*")]
+        )
+
+    async def flow_info(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        """(the key's latest limits or None if unknown, its pending message count)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(f"{self.p}fcl:{key}")
+            pipe.scard(f"{self.p}fcm:{key}")
+            limits, pending = await pipe.execute()
+        return (json.loads(limits) if limits else None), int(pending)
 
     async def requeue_inflight(self, now_ms: int) -> int:
         """At start-up: attempts cut short by a stop run again now (at-least-once)."""
@@ -79,36 +173,184 @@ class QStashStore:
             await pipe.execute()
         return len(ids)
 
-    async def reschedule(self, message: Message, at_ms: int) -> None:
+    async def reschedule(
+        self, message: Message, at_ms: int, *, now_ms: int = 0, error: str | None = None
+    ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self._msg(message.id), message.to_json())
             pipe.zadd(f"{self.p}due", {message.id: at_ms})
             pipe.srem(f"{self.p}inflight", message.id)
+            status = message.last_status or None
+            self._log(
+                pipe,
+                event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
+                event_of(message, "RETRY", now_ms, nextDeliveryTime=at_ms),
+            )
             await pipe.execute()
 
     async def finish(
-        self, message: Message, *, follow_ups: list[Message], dlq_id: str | None, now_ms: int
+        self,
+        message: Message,
+        *,
+        follow_ups: list[Message],
+        dlq_id: str | None,
+        now_ms: int,
+        delivered: bool = True,
+        error: str | None = None,
     ) -> None:
         """Removes a finished message, adds its callbacks, and its DLQ entry if it failed."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._msg(message.id))
-            pipe.zrem(f"{self.p}due", message.id)
-            pipe.srem(f"{self.p}inflight", message.id)
+            self._drop(pipe, message)
             if dlq_id is not None:
                 entry = {"dlqId": dlq_id, "message": json.loads(message.to_json())}
                 pipe.set(f"{self.p}dlq:{dlq_id}", json.dumps(entry))
                 pipe.zadd(f"{self.p}dlq", {dlq_id: now_ms})
+            status = message.last_status or None
+            if delivered:
+                self._log(pipe, event_of(message, "DELIVERED", now_ms, responseStatus=status))
+            else:
+                self._log(
+                    pipe,
+                    event_of(message, "ERROR", now_ms, error=error, responseStatus=status),
+                    event_of(message, "FAILED", now_ms, error=error, responseStatus=status),
+                )
             for follow in follow_ups:
-                pipe.set(self._msg(follow.id), follow.to_json())
-                pipe.zadd(f"{self.p}due", {follow.id: follow.not_before})
+                self._store_new(pipe, follow, now_ms)
             await pipe.execute()
 
-    async def cancel(self, message_id: str) -> bool:
+    async def cancel(self, message_id: str, *, now_ms: int = 0) -> bool:
+        message = await self.get(message_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._msg(message_id))
             pipe.zrem(f"{self.p}due", message_id)
             pipe.srem(f"{self.p}inflight", message_id)
-            deleted, _, _ = await pipe.execute()
+            if message is not None:
+                self._drop(pipe, message)
+                self._log(
+                    pipe,
+                    event_of(message, "CANCEL_REQUESTED", now_ms),
+                    event_of(message, "CANCELED", now_ms),
+                )
+            deleted = (await pipe.execute())[0]
+        return bool(deleted)
+
+    async def events(self, message_id: str | None, state: str | None) -> list[dict[str, Any]]:
+        """Log events, newest first, optionally of one message or in one state."""
+        found = []
+        for text in await self.redis.lrange(f"{self.p}events", 0, -1):
+            event: dict[str, Any] = json.loads(str(text))
+            if message_id is not None and event.get("messageId") != message_id:
+                continue
+            if state is not None and event.get("state") != state:
+                continue
+            found.append(event)
+        return found
+
+    # ---------------------------------------------------------------- schedules
+
+    async def put_schedule(self, schedule: dict[str, Any], next_ms: int | None) -> None:
+        sid = str(schedule["scheduleId"])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self.p}sched:{sid}", json.dumps(schedule))
+            if next_ms is None:
+                pipe.zrem(f"{self.p}schedules", sid)
+            else:
+                pipe.zadd(f"{self.p}schedules", {sid: next_ms})
+            await pipe.execute()
+
+    async def record_run(
+        self, schedule_id: str, run: dict[str, Any], timing: dict[str, Any], next_ms: int
+    ) -> None:
+        """After a run: merges `run` (last run facts) and, unless the schedule was replaced
+        meanwhile, `timing` (its next run) into the STORED schedule. A schedule deleted or
+        paused while it fired stays deleted or paused (optimistic WATCH, retried)."""
+        key = f"{self.p}sched:{schedule_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    text = await pipe.get(key)
+                    if not text:
+                        await pipe.unwatch()
+                        return
+                    current: dict[str, Any] = json.loads(str(text))
+                    current.update(run)
+                    if current.get("virtualNext") == timing.get("previousVirtual"):
+                        current["virtualNext"] = timing["virtualNext"]
+                        current["nextScheduleTime"] = next_ms
+                    pipe.multi()
+                    pipe.set(key, json.dumps(current))
+                    if current.get("isPaused"):
+                        pipe.zrem(f"{self.p}schedules", schedule_id)
+                    else:
+                        pipe.zadd(
+                            f"{self.p}schedules", {schedule_id: int(current["nextScheduleTime"])}
+                        )
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any] | None:
+        text = await self.redis.get(f"{self.p}sched:{schedule_id}")
+        if not text:
+            return None
+        schedule: dict[str, Any] = json.loads(str(text))
+        return schedule
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        found = []
+        async for name in self.redis.scan_iter(match=f"{self.p}sched:*", count=500):
+            schedule = await self.get_schedule(str(name)[len(f"{self.p}sched:") :])
+            if schedule is not None:
+                found.append(schedule)
+        return sorted(found, key=lambda s: (s.get("createdAt", 0), s["scheduleId"]))
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{self.p}sched:{schedule_id}")
+            pipe.zrem(f"{self.p}schedules", schedule_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def due_schedules(self, now_ms: int, limit: int = 100) -> list[str]:
+        ids = await self.redis.zrangebyscore(
+            f"{self.p}schedules", "-inf", now_ms, start=0, num=limit
+        )
+        return [str(i) for i in ids]
+
+    async def next_schedule_ms(self) -> int | None:
+        first = await self.redis.zrange(f"{self.p}schedules", 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    # ---------------------------------------------------------------- URL groups
+
+    async def put_topic(self, topic: dict[str, Any]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self.p}topic:{topic['name']}", json.dumps(topic))
+            pipe.sadd(f"{self.p}topics", str(topic["name"]))
+            await pipe.execute()
+
+    async def get_topic(self, name: str) -> dict[str, Any] | None:
+        text = await self.redis.get(f"{self.p}topic:{name}")
+        if not text:
+            return None
+        topic: dict[str, Any] = json.loads(str(text))
+        return topic
+
+    async def list_topics(self) -> list[dict[str, Any]]:
+        found = []
+        for name in sorted(await self.redis.smembers(f"{self.p}topics")):
+            topic = await self.get_topic(str(name))
+            if topic is not None:
+                found.append(topic)
+        return found
+
+    async def delete_topic(self, name: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{self.p}topic:{name}")
+            pipe.srem(f"{self.p}topics", name)
+            deleted, _ = await pipe.execute()
         return bool(deleted)
 
     async def dlq_list(self, cursor: int, count: int) -> tuple[list[dict[str, Any]], int | None]:

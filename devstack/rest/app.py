@@ -11,6 +11,7 @@ parameter is tolerated (any other parameter or type is a 400).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -46,6 +47,8 @@ class RestConfig:
     token: str
     readonly_token: str
     max_request_bytes: int = 1024 * 1024
+    latency_s: float = 0.0
+    """Added before every answer: a far-away region, for multi-region tests and benches."""
 
 
 class _Refused(Exception):
@@ -90,6 +93,8 @@ class RestServer:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if self.config.latency_s > 0 and request.path != STATS_PATH:
+            await asyncio.sleep(self.config.latency_s)
         try:
             return await handler(request)
         except RequestError as exc:

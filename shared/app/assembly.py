@@ -13,15 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.app.api_keys import ApiKeys, api_key_middleware, keyed_identifier
-from shared.app.app import App, Middleware
-from shared.app.content_type import json_body_middleware
-from shared.app.cors import cors_middleware
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import rate_limit_middleware
-from shared.app.reporting import ErrorReport, ErrorReporter
-from shared.app.router import Handler, Router
 from shared.app.system_routes import (
     CRON_PATH,
     DEAD_LETTERS_PATH,
@@ -42,9 +33,25 @@ from shared.orders.records import OrderTokens
 from shared.orders.repository import RedisOrderRepository
 from shared.orders.service import OrderService
 from shared.qstash import QStash, Receiver
-from shared.ratelimit import Ratelimit, fixed_window, sliding_window
+from shared.ratelimit import (
+    ConcurrencyLimit,
+    Protection,
+    Ratelimit,
+    fixed_window,
+    sliding_window,
+)
 from shared.redis import Redis
 from shared.settings import Settings
+from shared.web.api_keys import ApiKeys, api_key_middleware, keyed_identifier
+from shared.web.app import App, Middleware
+from shared.web.concurrency import concurrency_middleware
+from shared.web.content_type import json_body_middleware
+from shared.web.cors import cors_middleware
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import rate_limit_middleware
+from shared.web.reporting import ErrorReport, ErrorReporter
+from shared.web.router import Handler, Router
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,7 @@ class Services:
     repository: RedisOrderRepository
     orders: OrderService
     tokens: OrderTokens
+    order_slots: ConcurrencyLimit | None = None
 
     @classmethod
     def build(cls, settings: Settings, transport: Transport) -> Services:
@@ -73,6 +81,7 @@ class Services:
             redis,
             qstash,
             forward_headers=settings.forward_headers,
+            flow_control=settings.email_flow_control,
             on_dead_letter=dead_letter_reporter(settings.error_reporter),
         )
         tokens = OrderTokens(settings.order_token_secret, settings.order_token_secret_next)
@@ -80,7 +89,11 @@ class Services:
         email_rate = settings.email_rate_limit
         return cls(
             redis=redis,
-            limiter=Ratelimit(redis, sliding_window(rate.tokens, rate.window)),
+            limiter=Ratelimit(
+                redis,
+                sliding_window(rate.tokens, rate.window),
+                protection=_protection(settings, redis, transport),
+            ),
             recipient_limiter=Ratelimit(
                 redis, fixed_window(email_rate.tokens, email_rate.window), prefix="ratelimit:email"
             ),
@@ -100,7 +113,25 @@ class Services:
                 order_ttl_s=settings.order_retention_s,
             ),
             tokens=tokens,
+            order_slots=(
+                ConcurrencyLimit(redis, settings.order_concurrency, lease="30 s")
+                if settings.order_concurrency
+                else None
+            ),
         )
+
+
+def _protection(settings: Settings, redis: Redis[Any], transport: Transport) -> Protection | None:
+    """Deny lists (README: "Rate limiting"), on when any protection setting asks for it."""
+    wanted = settings.rate_limit_protection or settings.deny_countries
+    if not wanted and settings.ip_deny_list_url is None:
+        return None
+    return Protection(
+        redis,
+        deny_countries=settings.deny_countries,
+        ip_list_url=settings.ip_deny_list_url,
+        transport=transport,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +143,14 @@ class AppBundle:
     @property
     def max_body_bytes(self) -> int:
         return self.settings.max_body_bytes
+
+    @property
+    def client_ip_header(self) -> str | None:
+        return self.settings.client_ip_header
+
+    @property
+    def country_header(self) -> str | None:
+        return self.settings.country_header
 
     async def scheduled(self, cron: str = "") -> None:
         """The cron tick (Workers `scheduled`): flush the outbox as a safety net."""
@@ -191,7 +230,14 @@ def build_app(
             recipient_limiter=services.recipient_limiter,
         )
     )
-    router.include(cron_routes(services.outbox, settings.cron_secret))
+    router.include(
+        cron_routes(
+            services.outbox,
+            settings.cron_secret,
+            receiver=services.receiver,
+            flush_url=settings.flush_url,
+        )
+    )
     router.include(dead_letter_routes(services.outbox, settings.cron_secret))
     middleware = [
         cors_middleware(
@@ -208,6 +254,14 @@ def build_app(
         json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
         api_key_middleware(keys, protected={("POST", "/api/orders")}),
     ]
+    if services.order_slots is not None:  # innermost: a refused key takes no slot
+        middleware.append(
+            concurrency_middleware(
+                services.order_slots,
+                routes={("POST", "/api/orders")},
+                identify=keyed_identifier(keys),
+            )
+        )
     app = App(
         router,
         middleware=middleware,

@@ -21,20 +21,19 @@ import re
 import time
 from typing import Any
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response, loads_bounded
-from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
-from shared.qstash import Receiver
+from shared.qstash import NON_RETRYABLE, Receiver
 from shared.redis import Redis
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response, loads_bounded
+from shared.web.router import Router
 
 CRON_PATH = "/api/cron/flush-outbox"
 DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
 SMOKE_PATH = "/api/jobs/smoke"
 SMOKE_TTL_S = 600
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
 
 
 def smoke_key(nonce: str) -> str:
@@ -68,14 +67,29 @@ def require_cron_secret(request: Request, cron_secret: str | None) -> None:
         raise HttpError(401, "Unauthorized")
 
 
-def cron_routes(outbox: Outbox, cron_secret: str | None) -> Router:
-    """Vercel Cron calls GET with `Authorization: Bearer $CRON_SECRET` (Workers use
-    `scheduled` instead; both flush the outbox, bounded in time and subrequests)."""
+def cron_routes(
+    outbox: Outbox,
+    cron_secret: str | None,
+    *,
+    receiver: Receiver | None = None,
+    flush_url: str | None = None,
+) -> Router:
+    """Vercel Cron calls GET with `Authorization: Bearer $CRON_SECRET`; a QStash schedule
+    (`python -m tools.qstash schedule-flush`) calls it signed (`Upstash-Signature`, checked
+    against `flush_url`). Workers use `scheduled` instead; all of them flush the outbox,
+    bounded in time and subrequests."""
     router = Router()
 
     @router.route("GET", CRON_PATH)
     async def flush_outbox(request: Request) -> Response:
-        require_cron_secret(request, cron_secret)
+        signature = request.headers.get("upstash-signature")
+        if signature is not None and receiver is not None and flush_url is not None:
+            try:
+                receiver.verify(signature, request.body, url=flush_url)
+            except SignatureError as exc:
+                raise HttpError(401, "Invalid signature", exc.reason) from None
+        else:
+            require_cron_secret(request, cron_secret)
         report = await outbox.flush()
         return Response.json(
             {

@@ -44,7 +44,7 @@ from shared.jobs.outbox_records import (
     DeadJob,
     Job,
 )
-from shared.qstash import QStash
+from shared.qstash import FlowControl, QStash
 from shared.qstash.publish import is_permanent
 from shared.redis import Redis, RetryPolicy
 
@@ -145,6 +145,7 @@ class Outbox:
         *,
         batch: int = MAX_BATCH,
         forward_headers: Mapping[str, str] | None = None,
+        flow_control: FlowControl | None = None,
         publish_budget_s: float = PUBLISH_BUDGET_S,
         flush_budget_s: float = FLUSH_BUDGET_S,
         max_subrequests: int = MAX_SUBREQUESTS,
@@ -162,6 +163,9 @@ class Outbox:
         self._qstash = qstash
         self._batch = batch
         self._forward = dict(forward_headers or {})
+        # Every job sends an email today, so one flow-control key throttles them all
+        # (EMAIL_SEND_RATE / EMAIL_SEND_PARALLELISM): QStash holds excess deliveries.
+        self._flow_control = flow_control
         self._publish_budget_s = publish_budget_s
         self._flush_budget_s = flush_budget_s
         self._max_subrequests = max_subrequests
@@ -256,6 +260,7 @@ class Outbox:
                 delay=job.delay,
                 deduplication_id=job.dedup_id,
                 headers=self._forward,
+                flow_control=self._flow_control,
                 deadline=deadline,
             )
         except UpstashError as exc:
@@ -286,6 +291,7 @@ class Outbox:
                 "delay": job.delay,
                 "deduplication_id": job.dedup_id,
                 "headers": self._forward,
+                "flow_control": self._flow_control,
             }
             for job in jobs
         ]

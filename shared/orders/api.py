@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.router import Handler, Router
 from shared.orders.service import OrderService
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.router import Handler, Router
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = "Order creation is unavailable: pydantic could not be imported"

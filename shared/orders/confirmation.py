@@ -23,9 +23,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response, loads_bounded
-from shared.app.router import Router
 from shared.errors import SignatureError, UpstashError
 from shared.jobs.email import (
     EmailMessage,
@@ -36,16 +33,18 @@ from shared.jobs.email import (
 )
 from shared.orders.records import ORDER_ID, OrderRecord
 from shared.orders.repository import OrderRepository
-from shared.qstash import Receiver
+from shared.qstash import NON_RETRYABLE, Receiver
 from shared.ratelimit import Ratelimit
 from shared.redis import Redis, delete_if_equals
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response, loads_bounded
+from shared.web.router import Router
 
 log = logging.getLogger(__name__)
 
 JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
-NON_RETRYABLE = {"upstash-nonretryable-error": "true"}
 
 
 @dataclass(frozen=True, slots=True)

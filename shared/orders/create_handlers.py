@@ -11,13 +11,14 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import rate_gate
-from shared.app.router import Handler
-from shared.orders.models import IDEMPOTENCY_KEY_PATTERN, OrderIn, openapi_document
+from shared.orders.models import IDEMPOTENCY_KEY_PATTERN, OrderIn
+from shared.orders.openapi import openapi_document
 from shared.orders.records import Item
 from shared.orders.service import IdempotencyConflict, NewOrder, OrderGone, OrderService
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import rate_gate
+from shared.web.router import Handler
 
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 

@@ -89,10 +89,3 @@ class OrderCreated(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     detail: Any | None = None
-
-
-def openapi_document(app_url: str) -> dict[str, Any]:
-    """OpenAPI 3.1 for every public route (built in `shared.orders.openapi`)."""
-    from shared.orders.openapi import build_document
-
-    return build_document(app_url)

@@ -88,6 +88,7 @@ _ERRORS = {
     413: "request body larger than MAX_BODY_BYTES",
     415: "request body is not application/json",
     422: "validation failed; detail lists each field with its message",
+    403: "denied by a protection list (identifier, IP, user agent or country)",
     429: "rate limited; Retry-After says when to retry",
     489: "the job can never succeed (Upstash-NonRetryable-Error: true): QStash stops",
     503: "an upstream service (Redis, QStash, the email provider) is unavailable",
@@ -171,7 +172,7 @@ _SIGNATURE = _header(
 )
 
 
-def build_document(app_url: str) -> dict[str, Any]:
+def openapi_document(app_url: str) -> dict[str, Any]:
     """OpenAPI 3.1 for every public route, from the models and the server's patterns."""
     schemas: dict[str, Any] = {}
     for model in (OrderIn, OrderOut, OrderCreated, ErrorOut):
@@ -209,6 +210,12 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "the CRON_SECRET (Vercel Cron sends it)",
                 },
+                "qstashSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Upstash-Signature",
+                    "description": "QStash's JWT for this URL (a QStash schedule sends it)",
+                },
             },
         },
         "paths": {
@@ -229,7 +236,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "requestBody": _body("OrderIn"),
                     "responses": _responses(
                         {"201": {"description": "created", **_json(_ref("OrderCreated"))}},
-                        *(400, 401, 409, 410, 413, 415, 422, 429, 503),
+                        *(400, 401, 403, 409, 410, 413, 415, 422, 429, 503),
                     ),
                 }
             },
@@ -241,7 +248,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "parameters": [_ORDER_ID_PARAM],
                     "responses": _responses(
                         {"200": {"description": "the order", **_json(_ref("OrderOut"))}},
-                        *(404, 429, 503),
+                        *(403, 404, 429, 503),
                     ),
                 },
                 "delete": {
@@ -249,7 +256,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "summary": "Erase an order and its cache entry",
                     "security": _ORDER_ACCESS,
                     "parameters": [_ORDER_ID_PARAM],
-                    "responses": _responses({"204": {"description": "erased"}}, 404, 429, 503),
+                    "responses": _responses({"204": {"description": "erased"}}, 403, 404, 429, 503),
                 },
             },
             "/api/health": {
@@ -258,7 +265,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "summary": "Redis reachability and latency",
                     "responses": {
                         "200": {"description": "ok", **_json(_ref("Health"))},
-                        "429": _responses({}, 429)["429"],
+                        **_responses({}, 403, 429),
                         "503": {"description": "Redis unreachable", **_json(_ref("Health"))},
                     },
                 }
@@ -267,7 +274,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document",
-                    "responses": _responses({"200": ok_json}, 429),
+                    "responses": _responses({"200": ok_json}, 403, 429),
                 }
             },
             "/api/jobs/send-confirmation": {
@@ -303,8 +310,8 @@ def build_document(app_url: str) -> dict[str, Any]:
             "/api/cron/flush-outbox": {
                 "get": {
                     "operationId": "flushOutbox",
-                    "summary": "Publish the jobs left in the outbox (Vercel Cron)",
-                    "security": [{"cronSecret": []}],
+                    "summary": "Publish the jobs left in the outbox (Vercel Cron, QStash schedule)",
+                    "security": [{"cronSecret": []}, {"qstashSignature": []}],
                     "responses": _responses(
                         {"200": {"description": "flushed", **_json(_ref("FlushReport"))}},
                         *(401, 503),
@@ -318,7 +325,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "security": [{"cronSecret": []}],
                     "responses": _responses(
                         {"200": {"description": "the dead letters", **_json(_DEAD_LETTERS)}},
-                        *(401, 429, 503),
+                        *(401, 403, 429, 503),
                     ),
                 }
             },
@@ -333,7 +340,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                             "200": {"description": "published", **_json(_STATUS)},
                             "202": {"description": "back in the outbox", **_json(_STATUS)},
                         },
-                        *(401, 404, 409, 415, 429, 503),
+                        *(401, 403, 404, 409, 415, 429, 503),
                     ),
                 }
             },
@@ -344,7 +351,7 @@ def build_document(app_url: str) -> dict[str, Any]:
                     "security": [{"cronSecret": []}],
                     "parameters": [_ORDER_ID_PARAM],
                     "responses": _responses(
-                        {"204": {"description": "dropped"}}, *(401, 404, 429, 503)
+                        {"204": {"description": "dropped"}}, *(401, 403, 404, 429, 503)
                     ),
                 }
             },

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import rate_gate
-from shared.app.router import Router
 from shared.cache import Cache
 from shared.orders.records import (
     ORDER_ID,
@@ -25,6 +21,10 @@ from shared.orders.records import (
     order_key,
 )
 from shared.orders.repository import OrderRepository
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import rate_gate
+from shared.web.router import Router
 
 NOT_FOUND = "Order not found"
 

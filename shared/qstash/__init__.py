@@ -6,7 +6,9 @@ await qstash.publish_json(job_url, {"orderId": 42}, retries=3, delay="5s")
 claims = Receiver.from_env(env).verify(signature, raw_body, url=job_url)
 """
 
+from shared.qstash.admin import QStashAdmin
 from shared.qstash.client import DEFAULT_URL, QStash
+from shared.qstash.flow_control import FlowControl
 from shared.qstash.publish import (
     BatchMessage,
     Method,
@@ -19,16 +21,19 @@ from shared.qstash.publish import (
     parse_publish_response,
     publish_headers,
 )
-from shared.qstash.receiver import Receiver, SignatureClaims
+from shared.qstash.receiver import NON_RETRYABLE, Receiver, SignatureClaims
 
 __all__ = [
     "DEFAULT_URL",
+    "NON_RETRYABLE",
     "BatchMessage",
+    "FlowControl",
     "Method",
     "PublishKwargs",
     "PublishOptions",
     "PublishResult",
     "QStash",
+    "QStashAdmin",
     "Receiver",
     "SignatureClaims",
     "build_batch_request",

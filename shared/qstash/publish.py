@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from shared.durations import Duration, format_duration, parse_duration_ms
 from shared.errors import QStashError, QStashRateLimited
 from shared.http.transport import HttpRequest, HttpResponse
+from shared.qstash.flow_control import FlowControl, flow_control_headers
 
 Method = Literal["GET", "POST", "PUT", "DELETE", "PATCH"]
 METHODS: frozenset[str] = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
@@ -43,6 +44,7 @@ class PublishKwargs(TypedDict, total=False):
     timeout: Duration
     retry_delay: str
     label: str
+    flow_control: FlowControl | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class PublishOptions:
     retry_delay: str | None = None
     label: str | None = None
     content_type: str | None = None
+    flow_control: FlowControl | None = None
 
     @property
     def deduplicated(self) -> bool:
@@ -149,6 +152,7 @@ def publish_headers(options: PublishOptions) -> dict[str, str]:
         headers["Upstash-Retry-Delay"] = _check_value("retry_delay", o.retry_delay)
     if o.label is not None:
         headers["Upstash-Label"] = _check_value("label", o.label)
+    headers.update(flow_control_headers(o.flow_control))
     for name, value in (o.headers or {}).items():
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"header name {name!r} is not a valid HTTP header name")

@@ -34,6 +34,8 @@ from shared.qstash.signing import ISSUER, b64url_decode, body_hash, hs256
 MAX_TOKEN_CHARS = 4096  # QStash's tokens are a few hundred characters; longer is not theirs
 CURRENT_KEY_VAR = "QSTASH_CURRENT_SIGNING_KEY"
 NEXT_KEY_VAR = "QSTASH_NEXT_SIGNING_KEY"
+# Answer a delivery with 489 and this header and QStash stops retrying it (it goes to the DLQ).
+NON_RETRYABLE: Mapping[str, str] = {"upstash-nonretryable-error": "true"}
 _ALLOWED_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 
 

@@ -17,18 +17,25 @@ from shared.ratelimit.algorithms import (
     sliding_window,
     token_bucket,
 )
+from shared.ratelimit.concurrency import ConcurrencyLimit, Lease
 from shared.ratelimit.expiring_lru import ExpiringLRU
 from shared.ratelimit.headers import rate_limit_headers
 from shared.ratelimit.limiter import DEFAULT_PREFIX, Ratelimit
+from shared.ratelimit.multiregion import MultiRegionRatelimit
+from shared.ratelimit.protection import Protection
 from shared.ratelimit.result import OnError, RateLimitResult, Reason
 
 __all__ = [
     "DEFAULT_PREFIX",
     "Algorithm",
     "CachedFixedWindow",
+    "ConcurrencyLimit",
     "ExpiringLRU",
     "FixedWindow",
+    "Lease",
+    "MultiRegionRatelimit",
     "OnError",
+    "Protection",
     "RateLimitResult",
     "Ratelimit",
     "Reason",

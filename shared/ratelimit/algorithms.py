@@ -71,8 +71,8 @@ def _window_ms(name: str, value: Duration) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class FixedWindow:
-    """`tokens` per fixed window; cheap, but allows 2x bursts around a window edge."""
+class _Windowed:
+    """`tokens` per window of `window_ms`: what the window algorithms share."""
 
     tokens: int
     window_ms: int
@@ -84,6 +84,11 @@ class FixedWindow:
     @property
     def policy_window_ms(self) -> int:
         return self.window_ms
+
+
+@dataclass(frozen=True, slots=True)
+class FixedWindow(_Windowed):
+    """`tokens` per fixed window; cheap, but allows 2x bursts around a window edge."""
 
     async def _run(self, ctx: Context, window_key: str, rate: int) -> list[int]:
         args = [self.tokens, self.window_ms, rate]
@@ -103,19 +108,8 @@ class FixedWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingWindow:
+class SlidingWindow(_Windowed):
     """`tokens` per rolling window, approximated from two fixed windows (no edge bursts)."""
-
-    tokens: int
-    window_ms: int
-
-    @property
-    def limit(self) -> int:
-        return self.tokens
-
-    @property
-    def policy_window_ms(self) -> int:
-        return self.window_ms
 
     async def decide(self, ctx: Context, key: str, rate: int, now_ms: int) -> Decision:
         w = window_index(now_ms, self.window_ms)
@@ -171,7 +165,7 @@ class TokenBucket:
 
 
 @dataclass(frozen=True, slots=True)
-class CachedFixedWindow:
+class CachedFixedWindow(FixedWindow):
     """A fixed window whose counter is also kept in memory: once a window is known,
     decisions are local and Redis is updated in the background (`result.pending`).
 
@@ -179,19 +173,8 @@ class CachedFixedWindow:
     background write returns the shared count). Keys and TTLs are the fixed window's.
     """
 
-    tokens: int
-    window_ms: int
-
-    @property
-    def limit(self) -> int:
-        return self.tokens
-
-    @property
-    def policy_window_ms(self) -> int:
-        return self.window_ms
-
     async def _sync(self, ctx: Context, window_key: str, rate: int, reset: int) -> None:
-        _, used, limit = await FixedWindow(self.tokens, self.window_ms)._run(ctx, window_key, rate)
+        _, used, limit = await self._run(ctx, window_key, rate)
         ctx.counters.set(window_key, (used, limit), reset)
 
     async def decide(self, ctx: Context, key: str, rate: int, now_ms: int) -> Decision:
@@ -207,16 +190,11 @@ class CachedFixedWindow:
             ctx.counters.set(window_key, (used + rate, limit), reset)
             pending = ctx.defer(self._sync(ctx, window_key, rate, reset))
             return Decision(True, limit, limit - used - rate, reset, pending=pending)
-        allowed, used, limit = await FixedWindow(self.tokens, self.window_ms)._run(
-            ctx, window_key, rate
-        )
+        allowed, used, limit = await self._run(ctx, window_key, rate)
         ctx.counters.set(window_key, (used, limit), reset)
         remaining = max(0, limit - used)
         blocked = reset if not allowed and remaining < 1 else None
         return Decision(bool(allowed), limit, remaining, reset, blocked)
-
-    def keys(self, key: str, now_ms: int) -> list[str]:
-        return [f"{key}:{window_index(now_ms, self.window_ms)}"]
 
 
 def fixed_window(tokens: int, window: Duration) -> FixedWindow:

@@ -11,10 +11,11 @@ server (and upstream's keys use the caller's clock): keep the hosts NTP-synced.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.background import defer
 from shared.durations import Duration, parse_duration_ms
@@ -30,8 +31,11 @@ from shared.ratelimit.algorithms import (
 from shared.ratelimit.analytics import record_event
 from shared.ratelimit.expiring_lru import ExpiringLRU
 from shared.ratelimit.headers import rate_limit_headers
-from shared.ratelimit.result import Decision, OnError, RateLimitResult, Reason
+from shared.ratelimit.result import DENY_REASONS, Decision, OnError, RateLimitResult, Reason
 from shared.redis import Redis
+
+if TYPE_CHECKING:
+    from shared.ratelimit.protection import Protection
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,7 @@ class Ratelimit:
         analytics_retention: Duration = "90d",
         dynamic_limits: bool = False,
         deny_list: Iterable[str] = (),
+        protection: Protection | None = None,
         clock: Clock = system_clock_ms,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -115,6 +120,7 @@ class Ratelimit:
         self.dynamic_key = prefix + DYNAMIC_LIMIT_SUFFIX
         self._dynamic = dynamic_limits
         self._deny = frozenset(_check_identifier(i) for i in deny_list)
+        self.protection = protection
         self._clock = clock
         self._sleep = sleep
 
@@ -130,14 +136,31 @@ class Ratelimit:
 
     # -- deciding ------------------------------------------------------------------------
 
-    async def limit(self, identifier: str, rate: int = 1) -> RateLimitResult:
-        """Consumes `rate` tokens (a negative rate refunds) if they fit; see the class doc."""
-        result, _ = await self._limit(_check_identifier(identifier), _check_rate(rate))
+    async def limit(
+        self,
+        identifier: str,
+        rate: int = 1,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        country: str | None = None,
+    ) -> RateLimitResult:
+        """Consumes `rate` tokens (a negative rate refunds) if they fit; see the class doc.
+
+        `ip`, `user_agent` and `country` are checked against the deny lists when the
+        limiter has `protection` (in the same round trip as the decision).
+        """
+        visitor = (ip, user_agent, country)
+        result, _ = await self._limit(_check_identifier(identifier), _check_rate(rate), visitor)
         return result
 
-    async def _limit(self, identifier: str, rate: int) -> tuple[RateLimitResult, int]:
+    async def _limit(
+        self, identifier: str, rate: int, visitor: tuple[str | None, ...] = (None, None, None)
+    ) -> tuple[RateLimitResult, int]:
         now = self._clock()
         decision = self._local_decision(identifier, rate, now)
+        if decision is None and self.protection is not None:
+            decision = await self._ask_protected(self.protection, identifier, rate, now, visitor)
         if decision is None:
             decision = await self._ask_redis(identifier, rate, now)
         if self._blocks is not None and decision.reason is None:
@@ -148,9 +171,11 @@ class Ratelimit:
                 self._blocks.pop(self._key(identifier))
         pending = decision.pending
         if self._analytics and decision.reason not in ("timeout", "error"):
-            outcome: bool | str = "denied" if decision.reason == "deny_list" else decision.success
+            denied = decision.reason in DENY_REASONS
+            outcome: bool | str = "denied" if denied else decision.success
+            who = decision.denied_value or identifier  # upstream records the denied value
             work = defer(
-                record_event(self._redis, self.prefix, identifier, outcome, now, self._retention_ms)
+                record_event(self._redis, self.prefix, who, outcome, now, self._retention_ms)
             )
             pending = work if pending is None else asyncio.gather(pending, work)
         result = RateLimitResult(
@@ -160,6 +185,7 @@ class Ratelimit:
             decision.reset,
             decision.reason,
             pending,
+            decision.denied_value,
         )
         return result, now
 
@@ -174,6 +200,36 @@ class Ratelimit:
             return None
         limit, until = known
         return Decision(False, limit, 0, until, reason="cache_block")
+
+    async def _ask_protected(
+        self,
+        protection: Protection,
+        identifier: str,
+        rate: int,
+        now: int,
+        visitor: tuple[str | None, ...],
+    ) -> Decision:
+        """The decision and the deny lists, issued together (one `/pipeline` request)."""
+        ip, user_agent, country = visitor
+        local = protection.local_check(ip, user_agent, country)
+        if local is not None:
+            return Decision(False, self.limiter.limit, 0, 0, None, local.reason, None, local.value)
+        check = asyncio.ensure_future(
+            protection.check(self._redis, identifier, ip, user_agent, country)
+        )
+        decision = await self._ask_redis(identifier, rate, now)
+        try:
+            async with asyncio.timeout(self.timeout):
+                denial, refresh = await check
+        except Exception as exc:  # the lists are unreadable: the limit alone decides
+            log.warning("rate limiter: deny-list check failed (%s)", type(exc).__name__)
+            return decision
+        pending = decision.pending
+        if refresh is not None:
+            pending = refresh if pending is None else asyncio.gather(pending, refresh)
+        if denial is None:
+            return dataclasses.replace(decision, pending=pending)
+        return Decision(False, decision.limit, 0, 0, None, denial.reason, pending, denial.value)
 
     async def _ask_redis(self, identifier: str, rate: int, now: int) -> Decision:
         reason: Reason
@@ -230,7 +286,7 @@ class Ratelimit:
         waited_ms = 0
         while True:
             result, decided_at = await self._limit(identifier, 1)
-            if result.success or result.reason in ("deny_list", "error", "timeout"):
+            if result.success or result.reason in DENY_REASONS | {"error", "timeout"}:
                 return result
             left = budget_ms - waited_ms
             if left <= 0:

@@ -6,8 +6,27 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Reason = Literal["timeout", "error", "cache_block", "deny_list"]
-"""Why a result was not decided by Redis (`None` on the result means Redis decided)."""
+Reason = Literal[
+    "timeout",
+    "error",
+    "cache_block",
+    "deny_list",
+    "deny_identifier",
+    "deny_ip",
+    "deny_ip_list",
+    "deny_user_agent",
+    "deny_country",
+]
+"""Why a result was not decided by the limit (`None` on the result means Redis decided).
+
+`deny_list` is the limiter's in-process `deny_list`; the other `deny_*` reasons come from
+protection (`shared.ratelimit.protection`) and name the list that matched: the
+identifier, the IP, the automatic IP list, the user agent or the country.
+"""
+
+DENY_REASONS: frozenset[str] = frozenset(
+    {"deny_list", "deny_identifier", "deny_ip", "deny_ip_list", "deny_user_agent", "deny_country"}
+)
 
 OnError = Literal["allow", "deny"]
 
@@ -28,6 +47,8 @@ class RateLimitResult:
     reset: int
     reason: Reason | None = None
     pending: Awaitable[Any] | None = None
+    denied_value: str | None = None
+    """The value found in a deny list (upstream's `deniedValue`), when one matched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +66,4 @@ class Decision:
     blocked_until: int | None = None
     reason: Reason | None = None
     pending: Awaitable[Any] | None = None
+    denied_value: str | None = None

@@ -32,10 +32,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.orders.confirmation import JOB_PATH
+from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.qstash.signing import delivery_claims, sign_jwt
+from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
 
 BASE_URL = "http://testserver"

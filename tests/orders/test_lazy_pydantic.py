@@ -19,7 +19,7 @@ import asyncio, json, os, sys
 if os.environ.get("BLOCK_PYDANTIC"):
     sys.modules["pydantic"] = None  # as in offline Pyodide: the import fails
 import httpx
-from shared.app.asgi import AsgiAdapter
+from shared.web.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 

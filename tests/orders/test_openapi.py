@@ -15,7 +15,7 @@ from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.jobs.email_address import EMAIL_PATTERN, LOCAL_LENGTH_PATTERN, MAX_EMAIL_LENGTH
 from shared.orders import create_handlers
-from shared.orders.models import openapi_document
+from shared.orders.openapi import openapi_document
 from shared.orders.records import ORDER_ID
 from tests.conftest import Devstack
 from tests.jobs.app_harness import BASE_URL, app_client, app_test_env
@@ -153,19 +153,19 @@ def test_constraints_are_the_servers() -> None:
     ("path", "method", "statuses"),
     [
         ("/api/orders", "post",
-         {"201", "400", "401", "409", "410", "413", "415", "422", "429", "503"}),
-        ("/api/orders/{id}", "get", {"200", "404", "429", "503"}),
-        ("/api/orders/{id}", "delete", {"204", "404", "429", "503"}),
-        ("/api/health", "get", {"200", "429", "503"}),
-        ("/api/openapi.json", "get", {"200", "429"}),
+         {"201", "400", "401", "403", "409", "410", "413", "415", "422", "429", "503"}),
+        ("/api/orders/{id}", "get", {"200", "403", "404", "429", "503"}),
+        ("/api/orders/{id}", "delete", {"204", "403", "404", "429", "503"}),
+        ("/api/health", "get", {"200", "403", "429", "503"}),
+        ("/api/openapi.json", "get", {"200", "403", "429"}),
         ("/api/jobs/send-confirmation", "post",
          {"200", "401", "409", "413", "415", "429", "489", "503"}),
         ("/api/jobs/smoke", "post", {"200", "401", "413", "415", "489", "503"}),
         ("/api/cron/flush-outbox", "get", {"200", "401", "503"}),
-        ("/api/admin/outbox/dead", "get", {"200", "401", "429", "503"}),
+        ("/api/admin/outbox/dead", "get", {"200", "401", "403", "429", "503"}),
         ("/api/admin/outbox/dead/{id}/retry", "post",
-         {"200", "202", "401", "404", "409", "415", "429", "503"}),
-        ("/api/admin/outbox/dead/{id}", "delete", {"204", "401", "404", "429", "503"}),
+         {"200", "202", "401", "403", "404", "409", "415", "429", "503"}),
+        ("/api/admin/outbox/dead/{id}", "delete", {"204", "401", "403", "404", "429", "503"}),
     ],
 )  # fmt: skip
 def test_each_operation_lists_its_statuses(path: str, method: str, statuses: set[str]) -> None:

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
@@ -25,7 +24,8 @@ from shared.orders.records import new_order_id, order_key
 from shared.orders.service import idempotency_key
 from shared.redis import Redis
 from shared.settings import Settings
-from tests.conftest import Devstack, start_devstack, stop_devstack
+from shared.web.asgi import AsgiAdapter
+from tests.conftest import MINIMAL_ENV_NO_SECRET, Devstack, running_devstack
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"  # nothing listens: jobs are published, never delivered
@@ -37,12 +37,8 @@ KEY_2 = "api-key-two-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Devstack]:
-    stack = start_devstack("--qstash-time-scale", "0.001")
-    try:
+    with running_devstack() as stack:
         yield stack
-    finally:
-        stop_devstack(stack.process)
-        stack.stderr_path.unlink(missing_ok=True)
 
 
 @asynccontextmanager
@@ -207,16 +203,7 @@ async def test_an_order_stored_by_an_older_release_still_opens(stack: Devstack) 
         assert wrong.status_code == 404
 
 
-BASE = {
-    "UPSTASH_REDIS_REST_URL": "https://db.upstash.io",
-    "UPSTASH_REDIS_REST_TOKEN": "token",
-    "QSTASH_TOKEN": "qtoken",
-    "QSTASH_CURRENT_SIGNING_KEY": "sig_current",
-    "QSTASH_NEXT_SIGNING_KEY": "sig_next",
-    "RESEND_API_KEY": "re_key",
-    "EMAIL_FROM": "Shop <shop@example.com>",
-    "APP_URL": "https://shop.example.com",
-}
+BASE = MINIMAL_ENV_NO_SECRET
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Devstack, start_devstack, stop_devstack
+from tests.conftest import Devstack, running_devstack
 from tests.launcher.app_client import running_api, wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
@@ -24,12 +24,8 @@ _SEPARATORS = re.compile(r"[\s:,;/=&?\"'{}\[\]]+")
 @pytest.fixture(scope="module")
 def private_stack() -> Iterator[Devstack]:
     """A devstack only this module uses, so the dump holds this flow's keys alone."""
-    stack = start_devstack("--qstash-time-scale", "0.001")
-    try:
+    with running_devstack() as stack:
         yield stack
-    finally:
-        stop_devstack(stack.process)
-        stack.stderr_path.unlink(missing_ok=True)
 
 
 def read_only(stack: Devstack, http: httpx.Client, *command: str | int) -> Any:

@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter, client_ip_from
 from shared.app.assembly import build_app
-from shared.app.http import Headers
 from shared.errors import ConfigError
 from shared.http import HttpxTransport
 from shared.settings import Settings
-from tests.conftest import Devstack
+from shared.web.asgi import AsgiAdapter, client_ip_from
+from shared.web.http import Headers
+from tests.conftest import MINIMAL_ENV, Devstack
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"  # nothing listens: no job is ever delivered from here
@@ -93,17 +93,7 @@ def test_client_ip_rules() -> None:
     assert client_ip_from(Headers(), {}, "x-real-ip") is None
 
 
-BASE = {
-    "UPSTASH_REDIS_REST_URL": "https://db.upstash.io",
-    "UPSTASH_REDIS_REST_TOKEN": "token",
-    "QSTASH_TOKEN": "qtoken",
-    "QSTASH_CURRENT_SIGNING_KEY": "sig_current",
-    "QSTASH_NEXT_SIGNING_KEY": "sig_next",
-    "RESEND_API_KEY": "re_key",
-    "EMAIL_FROM": "Shop <shop@example.com>",
-    "APP_URL": "https://shop.example.com",
-    "ORDER_TOKEN_SECRET": "s" * 32,
-}
+BASE = MINIMAL_ENV
 
 
 def test_client_ip_header_setting() -> None:

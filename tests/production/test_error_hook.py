@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
-from shared.app.reporting import ErrorReport
 from shared.http import HttpxTransport
 from shared.qstash.signing import delivery_claims, sign_jwt
+from shared.web.asgi import AsgiAdapter
+from shared.web.reporting import ErrorReport
 from tests.conftest import Devstack
 
 pytestmark = pytest.mark.integration

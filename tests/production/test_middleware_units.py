@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from shared.app.api_keys import ApiKeys, keyed_identifier
-from shared.app.cors import cors_middleware
-from shared.app.errors import HttpError
-from shared.app.http import Headers, Request, Response
+from shared.web.api_keys import ApiKeys, keyed_identifier
+from shared.web.cors import cors_middleware
+from shared.web.errors import HttpError
+from shared.web.http import Headers, Request, Response
 
 
 async def ok(request: Request) -> Response:

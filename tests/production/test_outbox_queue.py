@@ -20,15 +20,15 @@ import pytest
 from aiohttp import web
 
 from devstack.dev import DEV_CRON_SECRET, app_env
-from shared.app.asgi import AsgiAdapter
 from shared.app.assembly import build_app
-from shared.app.reporting import ErrorReport
 from shared.http import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import DEAD_KEY, OUTBOX_KEY, DeadJob, Job, Outbox
 from shared.qstash import QStash
 from shared.redis import Redis
-from tests.conftest import Devstack, start_devstack, stop_devstack
+from shared.web.asgi import AsgiAdapter
+from shared.web.reporting import ErrorReport
+from tests.conftest import Devstack, running_devstack
 
 pytestmark = pytest.mark.integration
 
@@ -141,12 +141,8 @@ class Clock:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Devstack]:
     """A private devstack: the outbox hashes are global keys, so no other test may share them."""
-    stack = start_devstack("--qstash-time-scale", "0.001")
-    try:
+    with running_devstack() as stack:
         yield stack
-    finally:
-        stop_devstack(stack.process)
-        stack.stderr_path.unlink(missing_ok=True)
 
 
 @pytest.fixture

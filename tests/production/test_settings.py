@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from shared.app.reporting import ErrorReport, log_error_report
 from shared.errors import ConfigError
 from shared.settings import Settings
+from shared.web.reporting import ErrorReport, log_error_report
+from tests.conftest import MINIMAL_ENV
 
-BASE = {
-    "UPSTASH_REDIS_REST_URL": "https://db.upstash.io",
-    "UPSTASH_REDIS_REST_TOKEN": "token",
-    "QSTASH_TOKEN": "qtoken",
-    "QSTASH_CURRENT_SIGNING_KEY": "sig_current",
-    "QSTASH_NEXT_SIGNING_KEY": "sig_next",
-    "RESEND_API_KEY": "re_key",
-    "EMAIL_FROM": "Shop <shop@example.com>",
-    "APP_URL": "https://shop.example.com",
-    "ORDER_TOKEN_SECRET": "order-token-secret-for-settings-tests",
-}
+BASE = MINIMAL_ENV
 
 
 def settings(**overrides: str) -> Settings:

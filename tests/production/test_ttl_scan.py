@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from shared.qstash.signing import delivery_claims, sign_jwt
-from tests.conftest import Devstack, start_devstack, stop_devstack
+from tests.conftest import Devstack, running_devstack
 from tests.launcher.app_client import fresh_ip, running_api, wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
@@ -22,12 +22,8 @@ RETENTION_S = 30 * 86400
 @pytest.fixture(scope="module")
 def private_stack() -> Iterator[Devstack]:
     """A devstack only this module uses, so the scan sees this flow's keys alone."""
-    stack = start_devstack("--qstash-time-scale", "0.001")
-    try:
+    with running_devstack() as stack:
         yield stack
-    finally:
-        stop_devstack(stack.process)
-        stack.stderr_path.unlink(missing_ok=True)
 
 
 def test_every_key_the_app_writes_has_a_ttl(private_stack: Devstack) -> None:

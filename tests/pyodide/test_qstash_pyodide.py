@@ -92,7 +92,8 @@ async def _publish(env: dict[str, str], url: str) -> None:
 
 
 def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: ThreadSink) -> None:
-    """Pyodide verifies a real server signature and publishes through pyfetch (deduplicated)."""
+    """Pyodide verifies a real server signature, publishes through pyfetch (deduplicated) and
+    drives the management API (URL group, schedule, message cancel, logs, DLQ)."""
     env = qstash_env(devstack.raw)
     from_cpython = f"/from-cpython-{pyodide_version}"
     asyncio.run(_publish(env, thread_sink.url + from_cpython))
@@ -101,6 +102,8 @@ def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: Thr
     script_env = {
         **env,
         "SINK_URL": thread_sink.url + from_pyodide,
+        "GROUP_SINK_URL": thread_sink.url + from_pyodide + "-group",
+        "RUN_ID": uuid.uuid4().hex[:12],
         "DEDUP_ID": f"pyodide-{uuid.uuid4().hex}",
         "CAPTURED_SIGNATURE": headers["Upstash-Signature"],
         "CAPTURED_BODY_B64": base64.b64encode(body).decode(),
@@ -121,3 +124,9 @@ def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: Thr
         assert time.monotonic() < deadline, "QStash never finished the message"
         time.sleep(0.02)
     assert len(thread_sink.wait_for(from_pyodide, 1)) == 1  # the deduplicated resend never left
+    # the URL-group publish Pyodide made reached its one endpoint, signed
+    [(_, headers, body)] = thread_sink.wait_for(from_pyodide + "-group", 1)
+    assert headers["Upstash-Message-Id"] == result["data"]["group_message_id"]
+    Receiver.from_env(env).verify(
+        headers["Upstash-Signature"], body, url=thread_sink.url + from_pyodide + "-group"
+    )

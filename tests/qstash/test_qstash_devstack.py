@@ -211,7 +211,7 @@ async def test_auth_and_malformed_requests_are_refused(qstash_env: dict[str, str
     auth = {"Authorization": f"Bearer {qstash_env['QSTASH_TOKEN']}"}
     async with httpx.AsyncClient(headers=auth) as client:
         for path, headers in [
-            ("/v2/publish/not-a-url", {}),
+            ("/v2/publish/not:a-url", {}),
             ("/v2/publish/http://127.0.0.1:9/x", {"Upstash-Delay": "5 parsecs"}),
             ("/v2/publish/http://127.0.0.1:9/x", {"Upstash-Retries": "many"}),
             ("/v2/publish/http://127.0.0.1:9/x", {"Upstash-Method": "BREW"}),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.app.errors import HttpError
-from shared.app.http import Headers, Request, Response
-from shared.app.ratelimiting import client_identifier
-from shared.app.router import Router
+from shared.web.errors import HttpError
+from shared.web.http import Headers, Request, Response
+from shared.web.ratelimiting import client_identifier
+from shared.web.router import Router
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,16 @@ import logging
 
 import pytest
 
-from shared.app.app import MAX_HEADER_BYTES, MAX_HEADER_FIELDS, App
 from shared.app.assembly import build_app
-from shared.app.content_type import is_json_media_type, json_body_middleware
-from shared.app.errors import HttpError
-from shared.app.http import (
+from shared.http.transport import HttpRequest, HttpResponse
+from shared.jobs.email_sender import EmailSender
+from shared.qstash import QStash, Receiver
+from shared.qstash.publish import BatchMessage, PublishOptions
+from shared.redis import Redis
+from shared.web.app import MAX_HEADER_BYTES, MAX_HEADER_FIELDS, App
+from shared.web.content_type import is_json_media_type, json_body_middleware
+from shared.web.errors import HttpError
+from shared.web.http import (
     MAX_JSON_DEPTH,
     Headers,
     JsonTooDeep,
@@ -21,13 +26,8 @@ from shared.app.http import (
     json_depth,
     loads_bounded,
 )
-from shared.app.reporting import ErrorReport, ReportThrottle
-from shared.app.router import Router
-from shared.http.transport import HttpRequest, HttpResponse
-from shared.jobs.email_sender import EmailSender
-from shared.qstash import QStash, Receiver
-from shared.qstash.publish import BatchMessage, PublishOptions
-from shared.redis import Redis
+from shared.web.reporting import ErrorReport, ReportThrottle
+from shared.web.router import Router
 
 SECRET = "s3cret-VALUE-9f8e7d"
 JOB = "/api/jobs/send-confirmation"

@@ -376,7 +376,7 @@ def test_vercelignore_covers_exclude_files() -> None:
     for folder in match.group(1).split(","):
         assert spec.match_file(f"{folder}/x.py"), f"{folder}/ is not in .vercelignore"
     assert not spec.match_file(ENTRYPOINT)
-    assert not spec.match_file("shared/app/app.py")
+    assert not spec.match_file("shared/web/app.py")
     assert not spec.match_file("uv.lock")
 
 

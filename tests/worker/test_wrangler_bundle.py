@@ -14,7 +14,7 @@ pytestmark = pytest.mark.bundle
 FORBIDDEN = ("tests/", ".venv/", "node_modules/", "devstack/", "bench/", "vercel_api/", ".build/")
 SHARED_SAMPLES = (
     "shared/__init__.py",
-    "shared/app/app.py",
+    "shared/web/app.py",
     "shared/app/assembly.py",
     "shared/redis/client.py",
     "shared/http/fetch.py",
@@ -57,7 +57,7 @@ def test_printed_module_table_lists_shared(worker_bundle: Any) -> None:
     """wrangler's printed module table lists shared/ modules and the adapter as python."""
     table = worker_bundle.stdout
     assert "Attaching additional modules" in table
-    for name in ("shared/app/app.py", "shared/redis/client.py", "worker_adapter.py"):
+    for name in ("shared/web/app.py", "shared/redis/client.py", "worker_adapter.py"):
         assert re.search(rf"│ {re.escape(name)}\s+│ python\s+│", table), f"{name} not in table"
     assert not re.search(r"│ (tests|devstack|bench|node_modules|\.venv)/", table)
     listed = len(re.findall(r"│ shared/\S+\.py\s+│ python", table))

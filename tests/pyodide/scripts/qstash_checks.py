@@ -2,7 +2,8 @@
 QStash, and the stdlib Receiver on a signature the local server made.
 
 ENV: QSTASH_URL, QSTASH_TOKEN, QSTASH_CURRENT_SIGNING_KEY, QSTASH_NEXT_SIGNING_KEY,
-SINK_URL (where deliveries go), DEDUP_ID (unique per run), and CAPTURED_SIGNATURE /
+SINK_URL (where deliveries go), GROUP_SINK_URL (the URL group's endpoint), RUN_ID (unique
+per run), DEDUP_ID (unique per run), and CAPTURED_SIGNATURE /
 CAPTURED_BODY_B64 / CAPTURED_URL (one real delivery the CPython test received).
 """
 
@@ -14,7 +15,7 @@ from pyodide_checks import Checks
 
 from shared.errors import QStashError, SignatureError
 from shared.http import FetchTransport
-from shared.qstash import QStash, Receiver
+from shared.qstash import FlowControl, PublishOptions, QStash, QStashAdmin, Receiver, manage
 from shared.qstash.signing import delivery_claims, sign_jwt
 
 ENV: dict[str, str] = globals()["ENV"]
@@ -78,6 +79,58 @@ async def api_errors_are_typed() -> None:
         assert "wrong-token" not in str(exc)
     else:
         raise AssertionError("a wrong token was accepted")
+
+
+@checks.case
+def management_builders_are_pure() -> None:
+    request = manage.build_create_schedule(
+        "https://q.example",
+        "t",
+        "https://app.example/api/cron/flush-outbox",
+        "*/5 * * * *",
+        options=PublishOptions(flow_control=FlowControl("email", rate=2, period="1s")),
+        schedule_id="flush-outbox",
+    )
+    assert request.url == "https://q.example/v2/schedules/https://app.example/api/cron/flush-outbox"
+    assert request.headers["Upstash-Flow-Control-Value"] == "rate=2, period=1s", request.headers
+    assert request.headers["Upstash-Schedule-Id"] == "flush-outbox"
+
+
+@checks.case
+async def admin_client_runs_over_pyfetch() -> None:
+    admin = QStashAdmin.from_env(ENV, transport=FetchTransport(pyfetch))
+    run = ENV["RUN_ID"]
+    group = f"pyodide-{run}"
+    await admin.upsert_endpoints(group, [ENV["GROUP_SINK_URL"]])
+    fanned = await admin.publish_to_group(
+        group, {"via": "group"}, flow_control=FlowControl(f"fc-{run}", parallelism=1)
+    )
+    assert [r.url for r in fanned] == [ENV["GROUP_SINK_URL"]], fanned
+    checks.data["group_message_id"] = fanned[0].message_id
+    await admin.delete_url_group(group)
+
+    schedule_id = await admin.create_schedule(
+        ENV["SINK_URL"] + "-never", "0 0 1 1 *", schedule_id=f"pyodide-{run}"
+    )
+    assert (await admin.get_schedule(schedule_id)).cron == "0 0 1 1 *"
+    await admin.pause_schedule(schedule_id)
+    assert (await admin.get_schedule(schedule_id)).paused
+    await admin.delete_schedule(schedule_id)
+
+    qstash = QStash.from_env(ENV, transport=FetchTransport(pyfetch))
+    later = await qstash.publish_json(ENV["SINK_URL"] + "-later", {"n": 1}, delay="1d")
+    assert (await admin.get_message(later.message_id)).url == ENV["SINK_URL"] + "-later"
+    await admin.cancel_message(later.message_id)
+    states = [e.state for e in (await admin.logs(later.message_id)).events]
+    assert states == ["CANCELED", "CANCEL_REQUESTED", "CREATED"], states
+    page = await admin.list_dlq(count=5)
+    assert isinstance(page.messages, list)
+    try:
+        await admin.get_dlq("dlq_missing")
+    except QStashError as exc:
+        assert exc.status == 404, exc
+    else:
+        raise AssertionError("a missing DLQ entry was found")
 
 
 await checks.run()  # noqa: F704

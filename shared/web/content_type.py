@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from shared.app.app import Middleware
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.router import Handler
+from shared.web.app import Middleware
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.router import Handler
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_MEDIA_TYPE = "application/json"

@@ -19,11 +19,11 @@ import hashlib
 import hmac
 from collections.abc import Collection, Iterable
 
-from shared.app.app import Middleware
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
-from shared.app.ratelimiting import Identify, client_identifier
-from shared.app.router import Handler
+from shared.web.app import Middleware
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
+from shared.web.ratelimiting import Identify, client_identifier
+from shared.web.router import Handler
 
 HEADER = "x-api-key"
 

@@ -12,12 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from shared.app.app import new_request_id
-from shared.app.assembly import AppBundle
-from shared.app.errors import error_response, response_for
-from shared.app.http import Headers, Request, Response
 from shared.background import background
 from shared.scope import request_scope
+from shared.web.geo import country_code
+from shared.web.http import Headers, Request, Response
+from shared.web.served import BodyTooLarge, Served, early_answer
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +24,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -66,6 +61,12 @@ def client_ip_from(headers: Headers, scope: Scope, trusted_header: str | None = 
     return str(client[0]) if client else None
 
 
+def country_from(headers: Headers, trusted_header: str | None) -> str | None:
+    """The platform's country code (`x-vercel-ip-country` on Vercel), only from a header
+    the platform sets: without one, a client could claim any country."""
+    return country_code(headers.get(trusted_header)) if trusted_header else None
+
+
 async def send_response(send: Send, response: Response) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     headers.append((b"content-length", str(len(response.body)).encode()))
@@ -80,11 +81,11 @@ class AsgiAdapter:
     as JSON instead of crashing the function at import.
     """
 
-    def __init__(self, build: Callable[[], AppBundle]) -> None:
+    def __init__(self, build: Callable[[], Served]) -> None:
         self._build = build
-        self._bundle: AppBundle | None = None
+        self._bundle: Served | None = None
 
-    def bundle(self) -> AppBundle:
+    def bundle(self) -> Served:
         if self._bundle is None:
             self._bundle = self._build()
         return self._bundle
@@ -102,14 +103,8 @@ class AsgiAdapter:
             try:
                 bundle = self.bundle()
                 body = await read_body(receive, bundle.max_body_bytes)
-            except BodyTooLarge:
-                early = error_response(413, "Request body too large")
-                await send_response(send, early.with_headers({"x-request-id": new_request_id()}))
-                return
-            except Exception as exc:  # configuration errors: JSON, never a traceback
-                request_id = new_request_id()
-                early = response_for(exc, request_id)
-                await send_response(send, early.with_headers({"x-request-id": request_id}))
+            except Exception as exc:  # too large, or a configuration error: JSON, no traceback
+                await send_response(send, early_answer(exc))
                 return
             request = Request(
                 method=scope["method"].upper(),
@@ -117,7 +112,8 @@ class AsgiAdapter:
                 query_string=scope.get("query_string", b"").decode("latin-1"),
                 headers=headers,
                 body=body,
-                client_ip=client_ip_from(headers, scope, bundle.settings.client_ip_header),
+                client_ip=client_ip_from(headers, scope, bundle.client_ip_header),
+                country=country_from(headers, bundle.country_header),
             )
             response = await bundle.app.handle(request)
             await send_response(send, response)

@@ -6,8 +6,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from shared.app.errors import HttpError
-from shared.app.http import Request, Response
+from shared.web.errors import HttpError
+from shared.web.http import Request, Response
 
 Handler = Callable[[Request], Awaitable[Response]]
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")

@@ -6,6 +6,10 @@ auto-pipelined HTTP request. Handlers that would do expensive or irreversible
 work (load from the origin, write) first `await rate_gate()`: a denied request
 answers 429 and never reaches that work. A handler that finished without the gate
 (a cache hit) is still replaced by the 429 when the decision is a denial.
+
+With protection (`DENY_COUNTRIES`, `IP_DENY_LIST_URL`, `RATE_LIMIT_PROTECTION`), the
+client's address, user agent and country go along with the decision, and a request
+found in a deny list answers 403 `{"error": "Request denied", "detail": <reason>}`.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import ipaddress
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from shared.app.app import Middleware
-from shared.app.errors import HttpError, error_response, response_for
-from shared.app.http import Request, Response
-from shared.app.router import Handler
 from shared.ratelimit import Ratelimit, RateLimitResult
+from shared.ratelimit.result import DENY_REASONS
 from shared.scope import ScopeKey, current_scope
+from shared.web.app import Middleware
+from shared.web.errors import HttpError, error_response, response_for
+from shared.web.http import Request, Response
+from shared.web.router import Handler
 
 TOO_MANY = "Too many requests"
+DENIED = "Request denied"
 Identify = Callable[[Request], str]
 
 
@@ -60,7 +66,14 @@ async def rate_gate() -> None:
         return
     result = await asyncio.shield(decision)
     if not result.success:
-        raise HttpError(429, TOO_MANY)
+        raise refusal(result)
+
+
+def refusal(result: RateLimitResult) -> HttpError:
+    """429 for a spent budget; 403 naming the list for a deny-list match."""
+    if result.reason in DENY_REASONS:
+        return HttpError(403, DENIED, result.reason)
+    return HttpError(429, TOO_MANY)
 
 
 def rate_limit_middleware(
@@ -76,7 +89,14 @@ def rate_limit_middleware(
         if not request.path.startswith(prefix) or request.path in exempt:
             return await call_next(request)
         gate = _gate()
-        decision = asyncio.ensure_future(limiter.limit(identify(request)))
+        decision = asyncio.ensure_future(
+            limiter.limit(
+                identify(request),
+                ip=request.client_ip,
+                user_agent=request.headers.get("user-agent"),
+                country=request.country,
+            )
+        )
         gate.decision = decision
         try:
             response = await call_next(request)
@@ -84,7 +104,8 @@ def rate_limit_middleware(
             response = response_for(exc, request.request_id)
         result = await decision
         if not result.success:
-            response = error_response(429, TOO_MANY)
+            denial = refusal(result)
+            response = error_response(denial.status, denial.message, denial.detail)
         return response.with_headers(limiter.headers(result))
 
     return middleware

@@ -4,7 +4,7 @@
     response = await app.handle(request)
 
 `handle` never raises: every failure becomes JSON `{"error", "detail"?}` with the
-right status, in one place (`shared.app.errors.response_for`). Headers past
+right status, in one place (`shared.web.errors.response_for`). Headers past
 `max_header_fields` fields or `max_header_bytes` bytes answer 431 before any
 middleware runs. The error reporter gets an `ErrorReport` for every 5xx answer
 and for every failed job delivery (a 4xx/5xx answer on one of `job_paths`), with
@@ -24,10 +24,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 
-from shared.app.errors import error_response, response_for
-from shared.app.http import Request, Response
-from shared.app.reporting import ErrorReport, ErrorReporter, ReportThrottle
-from shared.app.router import Handler, Router
+from shared.web.errors import error_response, response_for
+from shared.web.http import Request, Response
+from shared.web.reporting import ErrorReport, ErrorReporter, ReportThrottle
+from shared.web.router import Handler, Router
 
 log = logging.getLogger("app.request")
 

@@ -23,6 +23,23 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
+class HttpError(Exception):
+    """An expected failure with its status: raised by handlers, answered as JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.headers: dict[str, str] = dict(headers or {})
+        super().__init__(message)
+
+
 class JsonTooDeep(ValueError):
     """The document nests arrays/objects deeper than allowed."""
 
@@ -93,7 +110,8 @@ class Headers(Mapping[str, str]):
 @dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request as data; `path` has no query string, `client_ip` is the adapter's
-    best knowledge of the caller (CF-Connecting-IP, first X-Forwarded-For)."""
+    best knowledge of the caller (CF-Connecting-IP, first X-Forwarded-For), `country` the
+    platform's ISO code for it (Workers `request.cf.country`, Vercel `x-vercel-ip-country`)."""
 
     method: str
     path: str
@@ -101,6 +119,7 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     client_ip: str | None = None
+    country: str | None = None
     request_id: str = ""
     path_params: Mapping[str, str] = field(default_factory=dict)
 
@@ -115,8 +134,6 @@ class Request:
     def json(self) -> Any:
         """The body parsed as UTF-8 JSON; `HttpError(400)` when it is not JSON or nests
         deeper than `MAX_JSON_DEPTH` (checked before parsing)."""
-        from shared.app.errors import HttpError
-
         try:
             return loads_bounded(self.body)
         except JsonTooDeep:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from shared.app.app import Middleware
-from shared.app.errors import error_response, response_for
-from shared.app.http import Request, Response
-from shared.app.router import Handler
+from shared.web.app import Middleware
+from shared.web.errors import error_response, response_for
+from shared.web.http import Request, Response
+from shared.web.router import Handler
 
 ALLOW_HEADERS = "authorization, content-type, idempotency-key, x-api-key, x-request-id"
 EXPOSE_HEADERS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.app.http import Response
 from shared.errors import (
     ConfigError,
     QStashError,
@@ -14,25 +13,11 @@ from shared.errors import (
     TransportError,
     UpstashError,
 )
+from shared.web.http import HttpError, Response
+
+__all__ = ["HttpError", "error_response", "response_for"]
 
 log = logging.getLogger(__name__)
-
-
-class HttpError(Exception):
-    """An expected failure with its status: raised by handlers, answered as JSON."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        detail: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.detail = detail
-        self.headers = headers or {}
-        super().__init__(message)
 
 
 def error_response(

@@ -1,0 +1,238 @@
+"""MultiRegionRatelimit over three devstack regions, next to @upstash/ratelimit's own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.ratelimit import (
+    MultiRegionRatelimit,
+    cached_fixed_window,
+    fixed_window,
+    sliding_window,
+    token_bucket,
+)
+from shared.redis import Redis, RetryPolicy
+from tests.conftest import Devstack, start_devstack, stop_devstack
+
+from .upstream_node import UpstreamNode, start_upstream
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 10
+REGIONS = 3
+
+
+@pytest.fixture(scope="module")
+def regions_stack() -> Iterator[Devstack]:
+    """A private devstack with three independent Redis regions."""
+    stack = start_devstack("--regions", str(REGIONS))
+    try:
+        yield stack
+    finally:
+        stop_devstack(stack.process)
+        stack.stderr_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+async def region_clients(regions_stack: Devstack) -> AsyncIterator[list[Redis[str]]]:
+    """One REST client per region."""
+    token = regions_stack.redis_rest_token
+    clients = [
+        Redis(region["redis_rest_url"], token, retry=RetryPolicy.never())
+        for region in regions_stack.raw["regions"]
+    ]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def region_direct(regions_stack: Devstack) -> AsyncIterator[list[aioredis.Redis]]:
+    """Direct TCP clients to each region's Redis, for assertions only."""
+    clients = [
+        aioredis.Redis.from_url(region["redis_url"], decode_responses=True)
+        for region in regions_stack.raw["regions"]
+    ]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def upstream(regions_stack: Devstack) -> AsyncIterator[Any]:
+    """Starts upstream.mjs over the three regions."""
+    started: list[UpstreamNode] = []
+
+    async def start(**config: Any) -> UpstreamNode:
+        node = await start_upstream(
+            {
+                "urls": [r["redis_rest_url"] for r in regions_stack.raw["regions"]],
+                "token": regions_stack.redis_rest_token,
+                "multi": True,
+                "limit": LIMIT,
+                "window": "1 d",
+                **config,
+            }
+        )
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        await node.close()
+
+
+async def window_hashes(direct: list[aioredis.Redis], prefix: str, ident: str) -> list[Any]:
+    """Each region's window hashes for `ident` (id -> weight)."""
+    out = []
+    for client in direct:
+        keys = sorted(await client.keys(f"{prefix}:{ident}:*"))
+        out.append({key: await client.hgetall(key) for key in keys})
+    return out
+
+
+ALGORITHMS = {"fixed": fixed_window(LIMIT, "1 d"), "sliding": sliding_window(LIMIT, "1 d")}
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_alternating_with_upstreams_multi_region_limiter_admits_the_limit(
+    algorithm: str,
+    upstream: Any,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """Ours and @upstash/ratelimit's MultiRegionRatelimit, alternating over three regions,
+    admit exactly the limit together, and every region ends up with the same request ids."""
+    node = await upstream(prefix=prefix, algorithm=algorithm)
+    ours = MultiRegionRatelimit(region_clients, ALGORITHMS[algorithm], prefix, timeout=10)
+    admitted = {"ts": 0, "py": 0}
+    for i in range(2 * LIMIT + 6):
+        if i % 2 == 0:
+            answer = await node.limit(ident)
+            assert answer["pendingError"] is None, answer
+            admitted["ts"] += answer["success"]
+        else:
+            result = await ours.limit(ident)
+            assert result.reason in (None, "cache_block"), result
+            assert result.pending is not None or result.reason == "cache_block"
+            if result.pending is not None:
+                await result.pending
+            admitted["py"] += result.success
+    assert admitted["ts"] + admitted["py"] == LIMIT, admitted
+    hashes = await window_hashes(region_direct, prefix, ident)
+    assert hashes[0] == hashes[1] == hashes[2], hashes
+    (window,) = hashes[0].values()
+    assert all(len(rid) == 16 and weight == "1" for rid, weight in window.items()), window
+    # upstream's fixed window also records the request it rejects (then its cache blocks)
+    assert len(window) == (LIMIT + 1 if algorithm == "fixed" else LIMIT), window
+
+
+async def test_a_stopped_region_does_not_stop_decisions(
+    regions_stack: Devstack,
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """With one region's Redis stopped (SIGSTOP: it never answers), the other two decide,
+    the limit holds, and once it answers again it is filled up to the limit, not past it."""
+    pid = int(regions_stack.raw["regions"][2]["redis_pid"])
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(5, "1 d"), prefix, timeout=1.5, ephemeral_cache=False
+    )
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        results = []
+        for _ in range(7):
+            results.append(await ours.limit(ident))
+        assert [r.success for r in results] == [True] * 5 + [False] * 2
+        assert all(r.reason in (None, "cache_block") for r in results)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.gather(*(r.pending for r in results if r.pending is not None))
+    # Region 2 ran the queued calls when it resumed, in its own order, or dropped some:
+    # the next request's synchronisation fills it up to the limit and never past it.
+    # (That request itself may be admitted by region 2: the documented bound.)
+    catch_up = await ours.limit(ident)
+    assert catch_up.pending is not None
+    await catch_up.pending
+    hashes = await window_hashes(region_direct, prefix, ident)
+    assert hashes[0] == hashes[1], hashes
+    assert [sum(len(h) for h in region.values()) for region in hashes] == [5, 5, 5], hashes
+    final = await ours.limit(ident)
+    assert (final.success, final.reason) == (False, None)
+
+
+async def test_every_region_stopped_follows_on_error(
+    regions_stack: Devstack, region_clients: list[Redis[str]], prefix: str, ident: str
+) -> None:
+    """When no region answers within the timeout, on_error decides (here: deny)."""
+    pids = [int(region["redis_pid"]) for region in regions_stack.raw["regions"]]
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(5, "1 d"), prefix, timeout=0.3, on_error="deny"
+    )
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        result = await ours.limit(ident)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert (result.success, result.reason) == (False, "timeout")
+    if result.pending is not None:
+        await asyncio.gather(result.pending, return_exceptions=True)
+
+
+async def test_concurrent_burst_stays_within_the_documented_bound(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A burst of concurrent requests admits at most regions x limit, and after the
+    synchronisation every region holds the same request ids."""
+    ours = MultiRegionRatelimit(region_clients, sliding_window(LIMIT, "1 d"), prefix, timeout=10)
+    results = await asyncio.gather(*(ours.limit(ident) for _ in range(4 * LIMIT)))
+    admitted = sum(r.success for r in results)
+    assert LIMIT <= admitted <= REGIONS * LIMIT
+    await asyncio.gather(*(r.pending for r in results if r.pending is not None))
+    hashes = await window_hashes(region_direct, prefix, ident)
+    assert hashes[0] == hashes[1] == hashes[2]
+
+
+async def test_get_remaining_and_reset_cover_every_region(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """get_remaining reads without recording; reset_used_tokens empties every region."""
+    ours = MultiRegionRatelimit(region_clients, fixed_window(5, "1 d"), prefix, timeout=10)
+    for _ in range(3):
+        result = await ours.limit(ident)
+        assert result.pending is not None
+        await result.pending
+    assert (await ours.get_remaining(ident)).remaining == 2
+    assert (await ours.get_remaining(ident)).remaining == 2
+    await ours.reset_used_tokens(ident)
+    assert await window_hashes(region_direct, prefix, ident) == [{}, {}, {}]
+    assert (await ours.limit(ident)).remaining == 4
+
+
+def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) -> None:
+    """No Redis, or an algorithm upstream has no multi-region form of, is a ValueError."""
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit([], fixed_window(5, "1 d"))
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        MultiRegionRatelimit(region_clients, cached_fixed_window(5, "1 s"))

@@ -1,0 +1,60 @@
+"""Drives `upstream.mjs` (the official @upstash/ratelimit) from the interop tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+
+
+class UpstreamNode:
+    """A running `upstream.mjs`: one JSON command per stdin line, one JSON answer per line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def call(self, **command: Any) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        answer = json.loads(line)
+        assert not (isinstance(answer, dict) and "error" in answer), answer
+        return answer
+
+    async def limit(self, identifier: str, **request: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.call(op="limit", id=identifier, **request)
+        return answer
+
+    async def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def start_upstream(config: dict[str, Any]) -> UpstreamNode:
+    """Starts `upstream.mjs` with `config` (see its header) and waits for "ready"."""
+    if shutil.which("node") is None or not (REPO_ROOT / "node_modules/@upstash/ratelimit").is_dir():
+        pytest.fail("node and `npm ci` (node_modules/@upstash/ratelimit) are required")
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(HERE / "upstream.mjs"),
+        json.dumps(config),
+        cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
+    return UpstreamNode(proc)

@@ -1,0 +1,194 @@
+"""The README's dependency rule, read from the imports of `shared/` with `ast`.
+
+Arrows point one way, down: no import circle between modules, and no package
+importing one above it. An import inside a function counts like any other (a
+lazy import is still a dependency); only `if TYPE_CHECKING:` blocks are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+SHARED = REPO_ROOT / "shared"
+
+# Below everything: small modules of the core, importable from anywhere.
+CORE = frozenset({"errors", "durations", "config", "scope", "background"})
+INFRA = frozenset({"http", "redis", "ratelimit", "cache", "qstash"})
+
+# package (or top-level module) of shared -> what it may import besides itself.
+ALLOWED: dict[str, frozenset[str]] = {
+    "errors": frozenset(),
+    "durations": frozenset(),
+    "scope": frozenset(),
+    "config": frozenset({"errors"}),
+    "background": frozenset({"scope"}),
+    "http": CORE,
+    "redis": CORE | {"http"},
+    "ratelimit": CORE | {"http", "redis"},
+    "cache": CORE | {"redis"},
+    "qstash": CORE | {"http"},
+    "web": CORE | {"http", "ratelimit"},
+    "jobs": CORE | INFRA | {"web"},
+    "orders": CORE | INFRA | {"web", "jobs"},
+    "settings": CORE | INFRA | {"web"},
+    "app": CORE | INFRA | {"web", "jobs", "orders", "settings"},
+}
+# Never imported by shared/: other programs, and the platforms' own modules.
+FOREIGN = ("devstack", "worker", "worker_adapter", "vercel_api", "tests", "bench", "tools")
+PLATFORM = ("js", "pyodide", "workers")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        yield from _imports(node)
+
+
+def import_graph(root: Path = SHARED) -> dict[str, set[str]]:
+    """Module -> the modules it imports (any absolute import, first-party or not).
+
+    `from package import name` depends on `package.name` when that is a module of the
+    tree, else on `package`: importing a submodule is not a dependency on its siblings.
+    """
+    files = {module_name(p): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        deps: set[str] = set()
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+            elif node.level == 0 and node.module:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    deps.add(sub if sub in files else node.module)
+        deps.discard(module)
+        graph[module] = deps
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = 0
+    for start in graph:
+        if start in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = []
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        work.append((start, iter(sorted(d for d in graph[start] if d in graph))))
+        while work:
+            node, edges = work[-1]
+            advanced = False
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(d for d in graph[nxt] if d in graph))))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+    return cycles
+
+
+def package_of(module: str) -> str:
+    """`shared.redis.client` -> `redis`; `shared.settings` -> `settings`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+GRAPH = import_graph()
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The checker itself sees a circle when there is one (so a pass means something)."""
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_between_modules_of_shared() -> None:
+    """No module of shared/ reaches itself through its imports, lazy ones included."""
+    assert find_cycles(GRAPH) == []
+
+
+def test_every_package_is_in_the_rule() -> None:
+    """Each package and top-level module of shared/ has a place in the dependency rule."""
+    packages = {package_of(m) for m in GRAPH if m != "shared"}
+    assert packages <= set(ALLOWED), sorted(packages - set(ALLOWED))
+
+
+def test_no_package_imports_one_above_it() -> None:
+    """Each package imports only what the README's rule puts below it."""
+    broken = sorted(
+        f"{module} imports {dep}"
+        for module, deps in GRAPH.items()
+        if module != "shared"
+        for dep in deps
+        if dep.startswith("shared.")
+        and package_of(dep) != package_of(module)
+        and package_of(dep) not in ALLOWED.get(package_of(module), frozenset())
+    )
+    assert broken == []
+
+
+def test_shared_imports_no_other_program_and_no_platform_module() -> None:
+    """shared/ never imports the devstack, the entrypoints, tests or `js`/`pyodide`/`workers`."""
+    broken = sorted(
+        f"{module} imports {dep}"
+        for module, deps in GRAPH.items()
+        for dep in deps
+        if dep.split(".")[0] in FOREIGN + PLATFORM
+    )
+    assert broken == []
+
+
+def test_pydantic_is_imported_only_by_the_order_models_and_routes() -> None:
+    """Only shared/orders may import pydantic; the core is standard library only."""
+    users = sorted(
+        m for m, deps in GRAPH.items() if any(d.split(".")[0] == "pydantic" for d in deps)
+    )
+    assert all(m.startswith("shared.orders.") for m in users), users
