@@ -91,11 +91,18 @@ class AutoPipeliner:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
         if not entries:
             return
-        task = loop.create_task(self._deliver(entries))
+        task = loop.create_task(self._deliver(entries, batch))
         batch.in_flight.add(task)
-        task.add_done_callback(batch.in_flight.discard)
 
-    async def _deliver(self, entries: list[_Entry]) -> None:
+    async def _deliver(self, entries: list[_Entry], batch: _ScopeBatch) -> None:
+        try:
+            await self._deliver_now(entries)
+        finally:  # here, not as a done callback: that would cost one more loop turn
+            task = asyncio.current_task()
+            if task is not None:
+                batch.in_flight.discard(task)
+
+    async def _deliver_now(self, entries: list[_Entry]) -> None:
         commands = [e.command for e in entries]
         loop = asyncio.get_running_loop()
         longest = max(e.options.timeout for e in entries)
