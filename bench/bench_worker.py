@@ -26,8 +26,8 @@ from shared.redis import Redis
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "314"  # the Pyodide of Workers with a compatibility date from 2026-09-08
-ROUNDS = 5
-PER_ROUND = 150
+ROUNDS = 7
+PER_ROUND = 200
 
 ONE_FETCH = """
 from pyodide.http import pyfetch
