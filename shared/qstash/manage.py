@@ -20,7 +20,13 @@ from urllib.parse import quote, urlencode
 
 from shared.errors import QStashError
 from shared.http.transport import HttpRequest, HttpResponse
-from shared.qstash.publish import PublishOptions, api_error, check_destination, publish_headers
+from shared.qstash.publish import (
+    PublishOptions,
+    api_error,
+    check_destination,
+    json_payload,
+    publish_headers,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a URL group name or schedule id
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#LW-]+")
@@ -385,15 +391,6 @@ def build_get_flow_control(
 # ---------------------------------------------------------------- response parsing
 
 
-def _payload(response: HttpResponse) -> Any:
-    if not 200 <= response.status < 300:
-        raise api_error(response)
-    try:
-        return json.loads(response.body)
-    except ValueError:
-        raise QStashError(response.status, "response is not JSON") from None
-
-
 def expect_ok(response: HttpResponse) -> None:
     """For answers without a body we need (delete, cancel, pause): 2xx or a `QStashError`."""
     if not 200 <= response.status < 300:
@@ -456,11 +453,11 @@ def _url_group(data: object) -> UrlGroup:
 
 
 def parse_url_group(response: HttpResponse) -> UrlGroup:
-    return _url_group(_payload(response))
+    return _url_group(json_payload(response))
 
 
 def parse_url_groups(response: HttpResponse) -> list[UrlGroup]:
-    payload = _payload(response)
+    payload = json_payload(response)
     if not isinstance(payload, list):
         raise QStashError(response.status, "expected a list of url groups")
     return [_url_group(item) for item in payload]
@@ -477,7 +474,7 @@ class GroupPublishResult:
 
 def parse_group_publish(response: HttpResponse) -> list[GroupPublishResult]:
     """A URL-group publish answers a list, one item per endpoint."""
-    payload = _payload(response)
+    payload = json_payload(response)
     if not isinstance(payload, list):
         raise QStashError(response.status, "expected a list (one message per endpoint)")
     results = []
@@ -556,15 +553,15 @@ def _schedule(data: object) -> Schedule:
 
 def parse_schedule_id(response: HttpResponse) -> str:
     """A schedule create answers `{"scheduleId": ...}`."""
-    return str(_field(_dict(_payload(response), "answer"), "scheduleId", str))
+    return str(_field(_dict(json_payload(response), "answer"), "scheduleId", str))
 
 
 def parse_schedule(response: HttpResponse) -> Schedule:
-    return _schedule(_payload(response))
+    return _schedule(json_payload(response))
 
 
 def parse_schedules(response: HttpResponse) -> list[Schedule]:
-    payload = _payload(response)
+    payload = json_payload(response)
     if not isinstance(payload, list):
         raise QStashError(response.status, "expected a list of schedules")
     return [_schedule(item) for item in payload]
@@ -610,7 +607,7 @@ def _message(d: Mapping[str, Any]) -> MessageInfo:
 
 
 def parse_message(response: HttpResponse) -> MessageInfo:
-    return _message(_dict(_payload(response), "message"))
+    return _message(_dict(json_payload(response), "message"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,11 +639,11 @@ def _dlq_message(data: object) -> DlqMessage:
 
 
 def parse_dlq_message(response: HttpResponse) -> DlqMessage:
-    return _dlq_message(_payload(response))
+    return _dlq_message(json_payload(response))
 
 
 def parse_dlq_page(response: HttpResponse) -> DlqPage:
-    d = _dict(_payload(response), "dlq page", response.status)
+    d = _dict(json_payload(response), "dlq page", response.status)
     items = d.get("messages") or []
     if not isinstance(items, list):
         raise QStashError(response.status, "dlq 'messages' is not a list")
@@ -659,7 +656,7 @@ def parse_dlq_page(response: HttpResponse) -> DlqPage:
 
 def parse_retry(response: HttpResponse) -> str:
     """A DLQ retry answers `{"messageId"}`: the id of the new message."""
-    return str(_field(_dict(_payload(response), "answer"), "messageId", str))
+    return str(_field(_dict(json_payload(response), "answer"), "messageId", str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,7 +683,7 @@ class LogPage:
 
 
 def parse_log_page(response: HttpResponse) -> LogPage:
-    d = _dict(_payload(response), "events page", response.status)
+    d = _dict(json_payload(response), "events page", response.status)
     items = d.get("events") or []
     if not isinstance(items, list):
         raise QStashError(response.status, "'events' is not a list")
@@ -726,7 +723,7 @@ class FlowControlInfo:
 
 
 def parse_flow_control_info(response: HttpResponse) -> FlowControlInfo:
-    d = _dict(_payload(response), "flow control", response.status)
+    d = _dict(json_payload(response), "flow control", response.status)
     return FlowControlInfo(
         key=_field(d, "flowControlKey", str),
         wait_list_size=_opt(d, "waitListSize", int) or 0,

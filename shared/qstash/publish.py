@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from shared.durations import Duration, format_duration, parse_duration_ms
@@ -256,7 +256,9 @@ def _result(item: object, status: int) -> PublishResult:
     )
 
 
-def _json(response: HttpResponse) -> object:
+def json_payload(response: HttpResponse) -> Any:
+    """The JSON body of a 2xx answer; any other status (or a body that is not JSON) is a
+    `QStashError`. Every QStash answer parser starts here."""
     if not 200 <= response.status < 300:
         raise api_error(response)
     try:
@@ -267,12 +269,12 @@ def _json(response: HttpResponse) -> object:
 
 def parse_publish_response(response: HttpResponse) -> PublishResult:
     """200/201 -> a new message; 202 -> deduplicated (the original id); else a `QStashError`."""
-    return _result(_json(response), response.status)
+    return _result(json_payload(response), response.status)
 
 
 def parse_batch_response(response: HttpResponse, count: int) -> list[PublishResult]:
     """One `PublishResult` per batch message, in order."""
-    payload = _json(response)
+    payload = json_payload(response)
     if not isinstance(payload, list) or len(payload) != count:
         raise QStashError(response.status, f"expected a list of {count} results")
     return [_result(item, 200) for item in payload]

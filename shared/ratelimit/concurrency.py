@@ -34,7 +34,7 @@ from shared.durations import Duration, parse_duration_ms
 from shared.errors import TransportTimeout, UpstashError
 from shared.ratelimit import lua
 from shared.ratelimit.headers import rate_limit_headers
-from shared.ratelimit.limiter import Clock, system_clock_ms
+from shared.ratelimit.limiter import Clock, check_options, system_clock_ms
 from shared.ratelimit.result import OnError, RateLimitResult, Reason
 from shared.redis import Redis
 
@@ -100,20 +100,11 @@ class ConcurrencyLimit:
             raise ValueError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError("prefix must be a non-empty string")
-        if on_error not in ("allow", "deny"):
-            raise ValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
+        self.prefix, self.on_error, self.timeout = check_options(prefix, on_error, timeout)
         self.lease_ms = parse_duration_ms(lease)
         if self.lease_ms < 1:
             raise ValueError(f"lease must be at least 1 ms, got {lease!r}")
-        timeout_ms = parse_duration_ms(timeout)
-        if timeout_ms < 1:
-            raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")
         self.max_concurrent = max_concurrent
-        self.prefix = prefix
-        self.on_error: OnError = on_error
-        self.timeout = timeout_ms / 1000
         self._redis = redis.with_options(timeout=self.timeout)
         self._clock = clock
         self._lease_id = lease_id

@@ -49,6 +49,21 @@ def system_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+def check_options(
+    prefix: object, on_error: object, timeout: Duration
+) -> tuple[str, OnError, float]:
+    """What every limiter checks alike: `(prefix, on_error, timeout in seconds)`, or
+    `ValueError` naming the bad argument."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError("prefix must be a non-empty string")
+    if on_error != "allow" and on_error != "deny":
+        raise ValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
+    timeout_ms = parse_duration_ms(timeout)
+    if timeout_ms < 1:
+        raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")
+    return prefix, on_error, timeout_ms / 1000
+
+
 def _check_identifier(identifier: object) -> str:
     if not isinstance(identifier, str) or not identifier:
         raise ValueError(f"identifier must be a non-empty string, got {identifier!r}")
@@ -99,17 +114,8 @@ class Ratelimit:
         clock: Clock = system_clock_ms,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError("prefix must be a non-empty string")
-        if on_error not in ("allow", "deny"):
-            raise ValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
-        timeout_ms = parse_duration_ms(timeout)
-        if timeout_ms < 1:
-            raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")
         self.limiter = limiter
-        self.prefix = prefix
-        self.on_error: OnError = on_error
-        self.timeout = timeout_ms / 1000
+        self.prefix, self.on_error, self.timeout = check_options(prefix, on_error, timeout)
         self._redis = redis.with_options(timeout=self.timeout)
         self._blocks: ExpiringLRU[tuple[int, int]] | None = (
             ExpiringLRU(cache_size) if ephemeral_cache else None
