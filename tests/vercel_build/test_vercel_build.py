@@ -476,16 +476,16 @@ def test_bundle_ships_byte_code(vercel_build: VercelBuild) -> None:
     tag = "cpython-" + (REPO_ROOT / ".python-version").read_text().strip().replace(".", "")
     for source in (
         ENTRYPOINT,
-        "shared/app/app.py",
+        "shared/web/app.py",
         "shared/redis/client.py",
-        "_vendor/httpx/_api.py",
+        "_vendor/httpcore/_api.py",
     ):
         folder, name = source.rsplit("/", 1)
         cached = f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc"
         assert cached in files, f"{cached} is not in the bundle"
     pyc = (
         vercel_build.project
-        / vercel_build.vc_config["filePathMap"][f"shared/app/__pycache__/app.{tag}.pyc"]
+        / vercel_build.vc_config["filePathMap"][f"shared/web/__pycache__/app.{tag}.pyc"]
     )
     flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
     assert flags == 0b01, "expected an unchecked-hash .pyc (PEP 552), valid whatever the mtime"
@@ -512,8 +512,8 @@ def test_built_function_imports_from_byte_code(task_root: Path, bare_python: Pat
     )
     root = str(task_root.resolve())
     sources = [f for f in json.loads(proc.stdout.splitlines()[-1]) if f.startswith(root)]
-    assert any(f.endswith("/shared/app/app.py") for f in sources), sources[:5]
-    assert any("/_vendor/httpx/" in f for f in sources), sources[:5]
+    assert any(f.endswith("/shared/web/app.py") for f in sources), sources[:5]
+    assert any("/_vendor/httpcore/" in f for f in sources), sources[:5]
     from_pyc = {
         line.split("'")[1]
         for line in proc.stderr.splitlines()
