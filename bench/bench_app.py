@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 OURS = "vercel_api.index"
 PEER = "bench.peer_app"
 ROUNDS = 5  # cold starts per side, state and endpoint
-LOAD_ROUNDS = 3
-C1_REQUESTS = 300
-C16_REQUESTS = 640
+LOAD_ROUNDS = 5
+C1_REQUESTS = 500
+C16_REQUESTS = 800
 # What both apps import, directly or on their first request (copied without byte code for
 # the "as installed" state, so that they compile as after `uv sync`).
 PACKAGES = (
