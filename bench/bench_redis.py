@@ -55,7 +55,7 @@ async def run(stack: dict[str, str]) -> str:
             ratio(ours_get.wall_us, theirs_get.wall_us),
         ),
         (
-            "GET sequential, client CPU us/op",
+            "GET sequential, client CPU us/op (target >= 1.50x)",
             ours_get.cpu_us,
             theirs_get.cpu_us,
             ratio(ours_get.cpu_us, theirs_get.cpu_us),

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import js
+from pyodide.ffi import to_js
 from pyodide.http import pyfetch
 from workers import Response as WorkerResponse
 
@@ -77,8 +78,18 @@ class WorkerApp:
                 ctx.waitUntil(work.drain())
 
 
+def _header_pairs(request: Any) -> list[tuple[str, str]]:
+    """The request's headers in one JS-to-Python conversion (the SDK's `request.headers`
+    builds an `HTTPMessage` field by field); JS `Headers` already joins repeated fields."""
+    js_request = getattr(request, "js_object", None)
+    if js_request is None:
+        return list(request.headers.items())
+    entries: dict[str, str] = js.Object.fromEntries(js_request.headers).to_py()
+    return list(entries.items())
+
+
 async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
-    headers = Headers(list(request.headers.items()))
+    headers = Headers(_header_pairs(request))
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body_bytes:
         raise BodyTooLarge
@@ -99,5 +110,11 @@ async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
 
 
 def to_worker_response(response: Response) -> WorkerResponse:
+    """The JS `Response` built directly: status and headers as one plain JS object, the body
+    as one `Uint8Array` (the SDK's constructor converts headers pair by pair)."""
     body = response.body if response.body and response.status not in (204, 304) else None
-    return WorkerResponse(body, status=response.status, headers=dict(response.headers))
+    init = to_js(
+        {"status": response.status, "headers": dict(response.headers)},
+        dict_converter=js.Object.fromEntries,
+    )
+    return WorkerResponse(js.Response.new(None if body is None else to_js(body), init))

@@ -31,7 +31,14 @@ def _header_pairs(raw: Any) -> Iterable[tuple[str, str]]:
 
 
 class FetchTransport:
-    """Sends requests through a fetch function; the timeout wraps the whole exchange."""
+    """Sends requests through a fetch function; the timeout wraps the whole exchange.
+
+    `total_deadline` tells callers that `request.timeout` already bounds the whole exchange
+    here, so they need not arm a second timer of their own (in Pyodide every timer is a JS
+    `setTimeout`, paid per call).
+    """
+
+    total_deadline = True
 
     def __init__(self, fetch_fn: FetchFn) -> None:
         self._fetch = fetch_fn

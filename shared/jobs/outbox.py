@@ -69,6 +69,7 @@ __all__ = [
     "FlushReport",
     "Job",
     "Outbox",
+    "PublishAttempt",
 ]
 
 
@@ -99,6 +100,39 @@ class _Outcomes:
     retry: list[Job] = field(default_factory=list)
     dead: list[tuple[Job, QStashError]] = field(default_factory=list)
     calls: int = 0
+
+
+class PublishAttempt:
+    """One job's publish whose outbox bookkeeping is not written yet (`Outbox.publish_unsettled`).
+
+    `outcome` is what QStash decided; `settle()` writes it (at most once, never raising).
+    """
+
+    __slots__ = ("_end", "_job", "_outbox", "_outcomes", "_settled")
+
+    def __init__(self, outbox: Outbox, job: Job, outcomes: _Outcomes, end: float) -> None:
+        self._outbox, self._job, self._outcomes, self._end = outbox, job, outcomes, end
+        self._settled = False
+
+    @property
+    def outcome(self) -> Replay:
+        if self._outcomes.published:
+            return "published"
+        return "dead" if self._outcomes.dead else "queued"
+
+    async def settle(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        await self._outbox._settle_attempt(self._job, self._outcomes, self._end)
+
+    def settled_by_caller(self, ok: bool) -> None:
+        """The caller removed the published job itself (`ok`), or failed to (then the next
+        flush may publish it again, with the same deduplication id)."""
+        self._settled = True
+        self._outbox._in_flight.discard(self._job.id)
+        if not ok:
+            self._outbox.expect_now()
 
 
 class Outbox:
@@ -142,6 +176,8 @@ class Outbox:
         # 0 at start: a previous process may have died with jobs left.
         self._next_due_ms: int | None = 0
         self._flushing_since: float | None = None
+        # Jobs published by `publish_unsettled` whose bookkeeping is not written yet.
+        self._in_flight: set[str] = set()
 
     @property
     def maybe_pending(self) -> bool:
@@ -155,6 +191,10 @@ class Outbox:
             return False
         started = self._flushing_since
         return started is None or time.monotonic() - started > STUCK_FLUSH_S
+
+    def expect_now(self) -> None:
+        """A job may be due now (a caller's bookkeeping failed): the next check flushes."""
+        self._expect(self._clock())
 
     def _expect(self, at_ms: int) -> None:
         due = self._next_due_ms
@@ -177,19 +217,38 @@ class Outbox:
         return await self._publish_now(job, budget) == "published"
 
     async def _publish_now(self, job: Job, budget: float) -> Replay:
+        attempt = await self.publish_unsettled(job, budget_s=budget)
+        await attempt.settle()
+        return attempt.outcome
+
+    async def publish_unsettled(self, job: Job, *, budget_s: float | None = None) -> PublishAttempt:
+        """Publishes one job to QStash and leaves its bookkeeping to `attempt.settle()`
+        (removal, new schedule or dead letter, within what is left of `budget_s`), which a
+        caller may run after its answer. `publish` is this followed by `settle()`."""
+        budget = self._publish_budget_s if budget_s is None else budget_s
+        if budget <= MIN_STEP_S:
+            raise ValueError(f"budget_s must be > {MIN_STEP_S} seconds")
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
-        outcomes = await self._publish_one(job, budget - MIN_STEP_S)
+        self._in_flight.add(job.id)
         try:
-            await self._settle(outcomes, {job.id: job.to_json()}, end - loop.time())
+            outcomes = await self._publish_one(job, budget - MIN_STEP_S)
+        except BaseException:
+            self._in_flight.discard(job.id)
+            raise
+        return PublishAttempt(self, job, outcomes, end)
+
+    async def _settle_attempt(self, job: Job, outcomes: _Outcomes, end: float) -> None:
+        left = end - asyncio.get_running_loop().time()
+        try:
+            await self._settle(outcomes, {job.id: job.to_json()}, max(left, MIN_STEP_S))
         except UpstashError as exc:
             # Published but still listed (or not rescheduled): the next flush re-publishes
             # with the same deduplication id, which QStash answers as a duplicate.
             self._expect(self._clock())
             log.warning("outbox bookkeeping for job %s failed (%s)", job.id, type(exc).__name__)
-        if outcomes.published:
-            return "published"
-        return "dead" if outcomes.dead else "queued"
+        finally:
+            self._in_flight.discard(job.id)
 
     async def _publish_one(self, job: Job, deadline: float) -> _Outcomes:
         outcomes = _Outcomes(calls=1)
@@ -325,7 +384,11 @@ class Outbox:
             stored[name] = _text(raw)
             jobs.append(job)
         now = self._clock()
-        due = sorted((j for j in jobs if j.due(now)), key=lambda j: (j.next_at_ms, j.id))
+        # A job whose publish this process is settling (`publish_unsettled`) is left to it.
+        busy = self._in_flight
+        due = sorted(
+            (j for j in jobs if j.due(now) and j.id not in busy), key=lambda j: (j.next_at_ms, j.id)
+        )
         chosen = due[: self._batch]
         outcomes = _Outcomes()
         if chosen and end - loop.time() > 2 * MIN_STEP_S:
@@ -335,7 +398,7 @@ class Outbox:
         tried.update(j.id for j, _ in outcomes.dead)
         self._next_due_ms = None
         for job in jobs:  # the earliest due time of what stays (retried ones: in _settle)
-            if job.id not in tried:
+            if job.id not in tried and job.id not in busy:
                 self._expect(job.next_at_ms)
         try:
             await self._settle(outcomes, stored, end - loop.time())

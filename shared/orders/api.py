@@ -1,32 +1,23 @@
-"""`POST /api/orders` and `GET /api/openapi.json` (pydantic validation and schema)."""
+"""`POST /api/orders` and `GET /api/openapi.json`, whose handlers need pydantic.
+
+The routes are mounted when the app is built, but their handlers (and pydantic, and the
+order models) are imported on the first request to one of them: starting the app, and
+every other route, never pays for pydantic. Where pydantic cannot be imported (offline
+Pyodide), both routes answer a clear 503 and everything else works.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
+import logging
 from collections.abc import Callable
 
-from pydantic import ValidationError
-
-from shared.orders.models import IDEMPOTENCY_KEY_PATTERN, OrderIn
-from shared.orders.openapi import openapi_document
-from shared.orders.records import Item
-from shared.orders.service import IdempotencyConflict, NewOrder, OrderGone, OrderService
+from shared.orders.service import OrderService
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
-from shared.web.ratelimiting import rate_gate
-from shared.web.router import Router
+from shared.web.router import Handler, Router
 
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-
-
-def _field_errors(exc: ValidationError) -> list[dict[str, object]]:
-    # Field path and message only: never echo the submitted value (it may be an email).
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
+log = logging.getLogger(__name__)
+UNAVAILABLE = "Order creation is unavailable: pydantic could not be imported"
 
 
 def _anyone(request: Request) -> str | None:
@@ -42,50 +33,27 @@ def order_routes_create(
     """`caller` names who is asking (the API key's identity, `ApiKeys.identity_of`): it
     scopes `Idempotency-Key`s. None (no `API_KEYS`) leaves one global scope."""
     router = Router()
-    openapi = json.dumps(openapi_document(app_url)).encode()
+    loaded: list[tuple[Handler, Handler] | None] = []  # filled by the first request
+
+    def handlers() -> tuple[Handler, Handler]:
+        if not loaded:
+            try:
+                from shared.orders.create_handlers import build_handlers
+            except ImportError as exc:  # logged once; later requests answer 503 at once
+                log.error("order creation disabled: %s", exc)
+                loaded.append(None)
+            else:
+                loaded.append(build_handlers(service, app_url, caller))
+        if loaded[0] is None:
+            raise HttpError(503, UNAVAILABLE)
+        return loaded[0]
 
     @router.route("POST", "/api/orders")
     async def create_order(request: Request) -> Response:
-        key = request.headers.get("idempotency-key")
-        if key is not None and not _IDEMPOTENCY_KEY.match(key):
-            raise HttpError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
-        data = request.json()
-        try:
-            order = OrderIn.model_validate(data)
-        except ValidationError as exc:
-            raise HttpError(422, "Validation failed", _field_errors(exc)) from None
-        await rate_gate()
-        new = NewOrder(
-            customer_email=order.customer_email,
-            items=tuple(Item(i.sku, i.quantity, i.unit_price_cents) for i in order.items),
-            currency=order.currency,
-        )
-        canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True).encode()
-        try:
-            outcome = await service.create(
-                new,
-                request_hash=hashlib.sha256(canonical).hexdigest(),
-                key=key,
-                request_id=request.request_id,
-                scope=None if key is None else caller(request),
-            )
-        except IdempotencyConflict as exc:
-            if exc.in_flight:
-                raise HttpError(
-                    409,
-                    "A request with this Idempotency-Key is still in progress",
-                    headers={"retry-after": "1"},
-                ) from None
-            raise HttpError(422, "Idempotency-Key was already used with a different body") from None
-        except OrderGone:
-            raise HttpError(
-                410, "The order created with this Idempotency-Key was deleted"
-            ) from None
-        headers = {"idempotent-replayed": "true"} if outcome.replayed else {}
-        return Response.json(outcome.body, outcome.status, headers)
+        return await handlers()[0](request)
 
     @router.route("GET", "/api/openapi.json")
     async def openapi_json(request: Request) -> Response:
-        return Response(200, openapi, {"content-type": "application/json"})
+        return await handlers()[1](request)
 
     return router

@@ -7,6 +7,11 @@ no secret and no personal data: its state, a keyed digest of the request body,
 the status and the order id. It is marked `pending` until the job is published
 (or safely left in the outbox), and a duplicate arriving meanwhile gets a 409.
 
+Before the answer: that one round trip and the publish. After it (`shared.background`),
+one more round trip removes the published job from the outbox and marks the record
+`done` (a failed publish is first settled by the outbox: next attempt or dead letter).
+A duplicate reaching this process in between replays: its answer was already decided.
+
 A replay rebuilds the 201 answer from the stored order and re-derives the access
 token from the order id (`OrderTokens`); when the order was deleted (or expired)
 it answers 410 instead, so `DELETE` removes everything a replay would return.
@@ -18,15 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
+from shared.background import defer
+from shared.errors import UpstashError
+from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox, PublishAttempt
 from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
 from shared.redis import Redis, Script
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 PENDING_LEASE_MS = 15_000  # a "pending" record older than this was orphaned by a crash
@@ -49,6 +59,17 @@ if #KEYS == 3 then
   redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
 end
 return {'created'}
+"""
+)
+
+
+# After the answer. KEYS: outbox hash[, idempotency key]
+# ARGV: published job id ('' when not published), idempotency record marked done
+FINISH_ORDER = Script(
+    """
+if ARGV[1] ~= '' then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if #KEYS == 2 then redis.call('SET', KEYS[2], ARGV[2], 'XX', 'KEEPTTL') end
+return 1
 """
 )
 
@@ -107,6 +128,9 @@ class OrderService:
         self._job_url = job_url
         self._order_ttl_s = order_ttl_s
         self._clock = clock_ms
+        # Idempotency keys whose request was answered by this process and whose record is
+        # still being marked done (after the answer): a duplicate replays, not 409.
+        self._settling: set[str] = set()
 
     async def create(
         self,
@@ -158,17 +182,40 @@ class OrderService:
             ],
         )
         if reply[0] == "exists":
-            return await self._replay(json.loads(reply[1]), request_hash, now)
-        await self._outbox.publish(job)  # on failure the job stays in the outbox
+            return await self._replay(json.loads(reply[1]), request_hash, now, idem_key)
+        attempt = await self._outbox.publish_unsettled(job)  # on failure it stays queued
+        # The answer is decided: the bookkeeping goes after it, in one Redis round trip.
+        idem["state"] = "done"
+        done = json.dumps(idem, separators=(",", ":"))
         if idem_key is not None:
-            idem["state"] = "done"
-            await self._redis.set(
-                idem_key,
-                json.dumps(idem, separators=(",", ":")),
-                xx=True,
-                keepttl=True,
-            )
+            self._settling.add(idem_key)
+        defer(self._finish(attempt, job.id, idem_key, done))
         return Outcome(201, body)
+
+    async def _finish(
+        self, attempt: PublishAttempt, job_id: str, idem_key: str | None, done: str
+    ) -> None:
+        """After the answer: removes the published job from the outbox and marks the
+        idempotency record done, in one script (a failed publish is settled by the outbox:
+        new schedule or dead letter, then the record)."""
+        published = attempt.outcome == "published"
+        written = False
+        try:
+            if not published:
+                await attempt.settle()
+            keys = [OUTBOX_KEY] if idem_key is None else [OUTBOX_KEY, idem_key]
+            if published or idem_key is not None:
+                await FINISH_ORDER.run(self._redis, keys, [job_id if published else "", done])
+            written = True
+        except UpstashError as exc:
+            # The job stays listed (the next flush re-publishes it with the same
+            # deduplication id); the record stays pending until its lease runs out.
+            log.warning("order bookkeeping after the answer failed (%s)", type(exc).__name__)
+        finally:
+            if published:
+                attempt.settled_by_caller(ok=written)
+            if idem_key is not None:
+                self._settling.discard(idem_key)
 
     def _answer(self, record: OrderRecord) -> dict[str, Any]:
         return {
@@ -177,7 +224,9 @@ class OrderService:
             "status": "created",
         }
 
-    async def _replay(self, stored: dict[str, Any], request_hash: str, now: int) -> Outcome:
+    async def _replay(
+        self, stored: dict[str, Any], request_hash: str, now: int, idem_key: str | None
+    ) -> Outcome:
         order_id = stored.get("order")
         if isinstance(order_id, str):
             same = self._tokens.request_matches(request_hash, str(stored.get("hash", "")))
@@ -189,6 +238,7 @@ class OrderService:
         if (
             stored.get("state") == "pending"
             and now - int(stored.get("since", 0)) < PENDING_LEASE_MS
+            and idem_key not in self._settling  # answered here; only its bookkeeping is left
         ):
             raise IdempotencyConflict(in_flight=True)
         raw = None if not order_id else await self._redis.get(order_key(order_id))

@@ -3,27 +3,28 @@
 The batch lives in the current request scope (`shared.scope`), so two requests
 never share an HTTP call (Workers forbid awaiting another request's I/O).
 Replies come back in issue order and each caller gets its own result or error.
+
+    pipeliner = AutoPipeliner(exchange)
+    value = await pipeliner.submit(command, options, max_batch=1000)
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import TransportTimeout
 from shared.redis.command import Command
+from shared.redis.exchange import CallOptions, Exchange
 from shared.scope import current_scope
-
-if TYPE_CHECKING:
-    from shared.redis.client import Redis
 
 T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Entry:
-    client: Redis[Any]
+    options: CallOptions
     command: Command[Any]
     future: asyncio.Future[Any]
 
@@ -36,18 +37,24 @@ class _ScopeBatch:
 
 
 class AutoPipeliner:
-    """Collects commands per request scope and flushes them on the next loop turns."""
+    """Collects commands per request scope and sends them through one `Exchange`."""
+
+    __slots__ = ("__weakref__", "_exchange")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
 
     def _batch(self) -> _ScopeBatch:
         return current_scope().state(self, _ScopeBatch)
 
-    async def submit(self, client: Redis[Any], command: Command[T]) -> T:
+    async def submit(self, command: Command[T], options: CallOptions, *, max_batch: int) -> T:
+        """Queues `command` with the others of this turn and returns its own value."""
         loop = asyncio.get_running_loop()
         batch = self._batch()
         future: asyncio.Future[T] = loop.create_future()
-        entry = _Entry(client, command, future)
+        entry = _Entry(options, command, future)
         batch.pending.append(entry)
-        if len(batch.pending) >= client._max_batch:
+        if len(batch.pending) >= max_batch:
             self._flush(batch, loop)
         elif not batch.scheduled:
             batch.scheduled = True
@@ -61,9 +68,8 @@ class AutoPipeliner:
         """The first caller of a turn waits for the others, then sends: a lone command
         inline (no task, the common sequential case), several through one task."""
         try:
-            # Two turns: coroutines started together (gather, or a task created just
-            # before this call) all get to queue their commands first.
-            await asyncio.sleep(0)
+            # One turn: coroutines started together (gather, or a task created just
+            # before this call) run their first step in it and queue their commands.
             await asyncio.sleep(0)
         except asyncio.CancelledError:
             if entry in batch.pending:
@@ -75,7 +81,9 @@ class AutoPipeliner:
             return await entry.future  # a full batch already left with our command
         if len(batch.pending) == 1:
             batch.pending, batch.scheduled = [], False
-            return await entry.client._send_one(entry.command)
+            options = entry.options
+            [reply] = await self._exchange.send([entry.command], "single", options)
+            return options.resolve(entry.command, reply)
         self._flush(batch, loop)
         return await entry.future
 
@@ -83,26 +91,34 @@ class AutoPipeliner:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
         if not entries:
             return
-        task = loop.create_task(self._deliver(entries))
+        task = loop.create_task(self._deliver(entries, batch))
         batch.in_flight.add(task)
-        task.add_done_callback(batch.in_flight.discard)
 
-    async def _deliver(self, entries: list[_Entry]) -> None:
-        first = entries[0].client
+    async def _deliver(self, entries: list[_Entry], batch: _ScopeBatch) -> None:
+        try:
+            await self._deliver_now(entries)
+        finally:  # here, not as a done callback: that would cost one more loop turn
+            task = asyncio.current_task()
+            if task is not None:
+                batch.in_flight.discard(task)
+
+    async def _deliver_now(self, entries: list[_Entry]) -> None:
         commands = [e.command for e in entries]
         loop = asyncio.get_running_loop()
-        longest = max(e.client.timeout for e in entries)
+        longest = max(e.options.timeout for e in entries)
         for entry in entries:  # the request waits for the longest; others give up sooner
-            if entry.client.timeout < longest:
-                loop.call_later(entry.client.timeout, _expire, entry)
-        retry = min((e.client._retry for e in entries), key=lambda r: r.attempts)
+            if entry.options.timeout < longest:
+                loop.call_later(entry.options.timeout, _expire, entry)
+        options = CallOptions(
+            timeout=longest,
+            retry=min((e.options.retry for e in entries), key=lambda r: r.attempts),
+            # retried only when every caller allows it for its own command
+            retry_writes=all(e.options.retryable([e.command]) for e in entries),
+            decoder=entries[0].options.decoder,
+        )
         try:
-            replies = await first._send(
-                commands,
-                "single" if len(entries) == 1 else "pipeline",
-                timeout=longest,
-                retry=retry,
-                retryable=all(e.client._retryable([e.command]) for e in entries),
+            replies = await self._exchange.send(
+                commands, "single" if len(entries) == 1 else "pipeline", options
             )
         except Exception as exc:
             for entry in entries:
@@ -113,7 +129,7 @@ class AutoPipeliner:
             if entry.future.done():  # the caller gave up (its own timeout)
                 continue
             try:
-                entry.future.set_result(entry.client.resolve(entry.command, reply))
+                entry.future.set_result(entry.options.resolve(entry.command, reply))
             except Exception as exc:
                 entry.future.set_exception(exc)
 
@@ -121,5 +137,5 @@ class AutoPipeliner:
 def _expire(entry: _Entry) -> None:
     if not entry.future.done():
         entry.future.set_exception(
-            TransportTimeout(f"{entry.command.name} timed out after {entry.client.timeout:g}s")
+            TransportTimeout(f"{entry.command.name} timed out after {entry.options.timeout:g}s")
         )

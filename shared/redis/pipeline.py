@@ -14,14 +14,12 @@ handle raises it); a transaction discarded as a whole raises
 from __future__ import annotations
 
 from collections.abc import Awaitable, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shared.errors import RedisDecodeError, RedisError
 from shared.redis.command import Command
 from shared.redis.commands import CommandMethods, V
-
-if TYPE_CHECKING:
-    from shared.redis.client import Redis
+from shared.redis.exchange import CallOptions, Exchange
 
 T = TypeVar("T")
 
@@ -52,8 +50,11 @@ class Handle(Generic[T]):
 
 
 class Pipeline(CommandMethods[V]):
-    def __init__(self, client: Redis[V], *, transaction: bool) -> None:
-        self._client: Redis[V] = client
+    """Built by `Redis.pipeline()` / `Redis.multi()`; sends through the client's exchange."""
+
+    def __init__(self, exchange: Exchange, options: CallOptions, *, transaction: bool) -> None:
+        self._exchange = exchange
+        self._options = options
         self._transaction = transaction
         self._queued: list[tuple[Command[Any], Handle[Any]]] = []
 
@@ -70,19 +71,15 @@ class Pipeline(CommandMethods[V]):
         queued, self._queued = self._queued, []
         if not queued:
             return []
-        client = self._client
+        options = self._options
         commands = [c for c, _ in queued]
-        replies = await client._send(
-            commands,
-            "multi" if self._transaction else "pipeline",
-            timeout=client.timeout,
-            retry=client._retry,
-            retryable=client._retryable(commands),
+        replies = await self._exchange.send(
+            commands, "multi" if self._transaction else "pipeline", options
         )
         results: list[Any] = []
         for (command, handle), reply in zip(queued, replies, strict=True):
             try:
-                value = client.resolve(command, reply)
+                value = options.resolve(command, reply)
             except (RedisError, RedisDecodeError) as exc:
                 handle._settle(error=exc)
                 results.append(exc)

@@ -14,7 +14,7 @@ from devstack.dev import app_env
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.jobs.email_address import EMAIL_PATTERN, LOCAL_LENGTH_PATTERN, MAX_EMAIL_LENGTH
-from shared.orders import api
+from shared.orders import create_handlers
 from shared.orders.openapi import openapi_document
 from shared.orders.records import ORDER_ID
 from tests.conftest import Devstack
@@ -129,7 +129,8 @@ def test_constraints_are_the_servers() -> None:
     are integers with their bounds; bodies allow no unknown fields; signatures are required."""
     create = DOC["paths"]["/api/orders"]["post"]
     [key] = [p for p in create["parameters"] if p["name"] == "Idempotency-Key"]
-    assert key["in"] == "header" and key["schema"]["pattern"] == api._IDEMPOTENCY_KEY.pattern
+    pattern = create_handlers._IDEMPOTENCY_KEY.pattern
+    assert key["in"] == "header" and key["schema"]["pattern"] == pattern
     for method in ("get", "delete"):
         [order_id] = DOC["paths"]["/api/orders/{id}"][method]["parameters"]
         assert order_id["schema"]["pattern"] == ORDER_ID.pattern

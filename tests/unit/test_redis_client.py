@@ -184,3 +184,28 @@ def test_from_env_names_the_variable_never_the_token() -> None:
         transport=EchoTransport(),
     )
     assert r.url == "https://kv.example" and "tok-XYZ" not in repr(r)
+
+
+async def test_over_a_fetch_transport_a_hanging_call_still_times_out() -> None:
+    """Over FetchTransport (which bounds the whole exchange itself, so the client arms no
+    second timer) a call that never answers raises TransportTimeout at the client's timeout."""
+    from shared.errors import TransportTimeout
+    from shared.http import FetchTransport
+
+    never = asyncio.Event()
+
+    async def hanging_fetch(url: str, **kwargs: object) -> object:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    redis = Redis(
+        "http://fake.local",
+        "tok",
+        transport=FetchTransport(hanging_fetch),
+        timeout=0.2,
+        retry=RetryPolicy.never(),
+    )
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TransportTimeout):
+        await redis.get("k")
+    assert asyncio.get_running_loop().time() - started < 2.0

@@ -289,6 +289,9 @@ def vercel_build(tmp_path_factory: pytest.TempPathFactory) -> VercelBuild:
     global_config = work / "vercel-global"
     global_config.mkdir()
     env = build_env(bin_dir, python)
+    # `vercel deploy` hands vercel.json's build.env to the remote build; a local `vercel
+    # build` reads only its own environment, so the staging step passes it on.
+    env.update(_vercel_json().get("build", {}).get("env", {}))
     version = subprocess.run(
         [str(VERCEL_BIN), "--version", "--global-config", str(global_config)],
         env=env,
@@ -450,6 +453,10 @@ def test_built_function_serves_health(built_launcher: VercelLauncher, task_root:
     assert body["status"] == "ok"
     assert body["redis"]["ok"] is True
     built_launcher.wait_for_end(request_id_of(response))
+    # The OpenAPI route is the first to need pydantic (health never imports it).
+    spec = built_launcher.request("GET", "/api/openapi.json")
+    assert spec.status_code == 200, (spec.text, built_launcher.stderr_text())
+    built_launcher.wait_for_end(request_id_of(spec))
 
     # The compiled pydantic_core loaded in the child is the bundle's copy.
     assert built_launcher.process is not None
@@ -460,3 +467,62 @@ def test_built_function_serves_health(built_launcher: VercelLauncher, task_root:
         assert core, "pydantic_core is not loaded"
         vendor = str((task_root / "_vendor").resolve())
         assert all(p.startswith(vendor) for p in core), core
+
+
+def test_bundle_ships_byte_code(vercel_build: VercelBuild) -> None:
+    """With vercel.json's VERCEL_PYTHON_COMPILEALL the bundle carries unchecked-hash .pyc files
+    for the app and its dependencies, so a cold start compiles nothing it imports."""
+    files = vercel_build.bundle_files
+    tag = "cpython-" + (REPO_ROOT / ".python-version").read_text().strip().replace(".", "")
+    for source in (
+        ENTRYPOINT,
+        "shared/web/app.py",
+        "shared/redis/client.py",
+        "_vendor/httpcore/_api.py",
+    ):
+        folder, name = source.rsplit("/", 1)
+        cached = f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc"
+        assert cached in files, f"{cached} is not in the bundle"
+    pyc = (
+        vercel_build.project
+        / vercel_build.vc_config["filePathMap"][f"shared/web/__pycache__/app.{tag}.pyc"]
+    )
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01, "expected an unchecked-hash .pyc (PEP 552), valid whatever the mtime"
+
+
+def test_built_function_imports_from_byte_code(task_root: Path, bare_python: Path) -> None:
+    """Every module the built function imports from its bundle at start loads from the
+    shipped .pyc (Python -v: "code object from"), with bytecode writing off as on Lambda."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "_vendor"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    script = (
+        "import json, sys, vercel_api.index\n"
+        "files = [str(getattr(m, '__file__', None)) for m in list(sys.modules.values())]\n"
+        "print(json.dumps(sorted(files)))"
+    )
+    proc = subprocess.run(
+        [str(bare_python), "-v", "-c", script],
+        cwd=task_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    root = str(task_root.resolve())
+    sources = [f for f in json.loads(proc.stdout.splitlines()[-1]) if f.startswith(root)]
+    assert any(f.endswith("/shared/web/app.py") for f in sources), sources[:5]
+    assert any("/_vendor/httpcore/" in f for f in sources), sources[:5]
+    from_pyc = {
+        line.split("'")[1]
+        for line in proc.stderr.splitlines()
+        if line.startswith("# code object from")
+    }
+    tag = "cpython-" + (REPO_ROOT / ".python-version").read_text().strip().replace(".", "")
+    compiled_at_start = []
+    for source in sources:
+        folder, name = source.rsplit("/", 1)
+        if f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc" not in from_pyc:
+            compiled_at_start.append(source)
+    assert not compiled_at_start, compiled_at_start

@@ -1,0 +1,167 @@
+"""The Worker in real Pyodide (node, the tests' worker harness) vs two floors, one run.
+
+Three Workers served side by side on the same devstack: ours (the staged `worker/` +
+`shared/`, as wrangler uploads it), a Worker making one `pyfetch` to Redis per request, and
+a no-op Worker. The figure is the node process's CPU (user + system, from /proc) per
+request, sequential requests, the Workers alternating, medians of the rounds: what Workers
+bill (and cap at 10 ms on the Free plan). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from bench.measure import table
+from devstack.dev import DEV_ORDER_TOKEN_SECRET, app_env
+from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
+from shared.redis import Redis
+
+REPO = Path(__file__).resolve().parent.parent
+VERSION = "314"  # the Pyodide of Workers with a compatibility date from 2026-09-08
+ROUNDS = 7
+PER_ROUND = 200
+
+ONE_FETCH = """
+from pyodide.http import pyfetch
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = str(self.env.UPSTASH_REDIS_REST_URL) + "/get/bench-worker-key"
+        token = str(self.env.UPSTASH_REDIS_REST_TOKEN)
+        reply = await pyfetch(url, headers={"Authorization": "Bearer " + token})
+        return Response.json(await reply.json())
+"""
+
+NO_OP = """
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response.json({"ok": True})
+"""
+
+
+def _node_pid(worker_dir: Path) -> int:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(worker_dir).encode() in cmdline and any(b"node" in a for a in cmdline[:1]):
+            return int(proc.name)
+    raise RuntimeError(f"no node process serves {worker_dir}")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_request_ms(pid: int, client: httpx.Client, url: str, headers: dict[str, str]) -> float:
+    before = _cpu_s(pid)
+    for _ in range(PER_ROUND):
+        response = client.get(url, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+    return (_cpu_s(pid) - before) / PER_ROUND * 1e3
+
+
+async def run(stack: dict[str, str]) -> str:
+    sys.path.insert(0, str(REPO / "tests" / "pyodide"))
+    sys.path.insert(0, str(REPO / "tools"))
+    from runner import serve_worker  # the tests' harness: real Pyodide under node
+    from stage_worker import stage
+
+    url, token = stack["redis_rest_url"], stack["redis_rest_token"]
+    redis = Redis(url, token)
+    order_id = new_order_id()
+    record = OrderRecord(
+        id=order_id,
+        customer_email="bench@example.com",
+        items=(Item("SKU-1", 2, 1250),),
+        currency="EUR",
+        total_cents=2500,
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    await redis.set(order_key(order_id), record.to_json(), ex=3600)
+    await redis.set("bench-worker-key", record.to_json(), ex=3600)
+    await redis.aclose()
+    auth = {"authorization": f"Bearer {OrderTokens(DEV_ORDER_TOKEN_SECRET).issue(order_id)}"}
+
+    env = {**app_env(stack, "http://127.0.0.1:1"), "RATE_LIMIT": "1000000000/10s"}
+    env["LOG_LEVEL"] = "WARNING"
+    samples: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp, ExitStack() as stack_:
+        root = Path(tmp)
+        ours_dir = root / "ours"
+        stage(ours_dir)
+        dirs = {"ours": ours_dir, "one-fetch": root / "one-fetch", "no-op": root / "no-op"}
+        for name, source in (("one-fetch", ONE_FETCH), ("no-op", NO_OP)):
+            dirs[name].mkdir()
+            (dirs[name] / "entry.py").write_text(source)
+        targets: dict[str, tuple[int, str, dict[str, str]]] = {}
+        for name, folder in dirs.items():
+            base = stack_.enter_context(serve_worker(VERSION, folder, env, startup_timeout=120))
+            targets[name] = (_node_pid(folder), base, {})
+        client = stack_.enter_context(httpx.Client(timeout=30))
+        plan = [
+            ("ours: cached GET /api/orders/{id}", "ours", f"/api/orders/{order_id}", auth),
+            ("ours: GET /api/health", "ours", "/api/health", {}),
+            ("one-fetch Worker", "one-fetch", "/", {}),
+            ("no-op Worker", "no-op", "/", {}),
+        ]
+        for label, name, path, headers in plan:  # warm: first requests build and compile
+            pid, base, _ = targets[name]
+            for _ in range(20):
+                client.get(base + path, headers=headers).raise_for_status()
+            samples[label] = []
+        started = time.perf_counter()
+        for n in range(ROUNDS):
+            for label, name, path, headers in plan[:: 1 if n % 2 == 0 else -1]:
+                pid, base, _ = targets[name]
+                samples[label].append(_cpu_per_request_ms(pid, client, base + path, headers))
+        seconds = time.perf_counter() - started
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    one, noop = medians["one-fetch Worker"], medians["no-op Worker"]
+    order, health = medians["ours: cached GET /api/orders/{id}"], medians["ours: GET /api/health"]
+    rows: list[tuple[object, ...]] = [
+        (label, value, "", "", "") for label, value in medians.items()
+    ]
+    rows.append(
+        (
+            "cached order read / one-fetch",
+            "",
+            f"{order / one:.2f}x",
+            "<= 1.20x",
+            "met" if order / one <= 1.20 else "not met",
+        )
+    )
+    rows.append(
+        (
+            "health / one-fetch",
+            "",
+            f"{health / one:.2f}x",
+            "<= 1.10x",
+            "met" if health / one <= 1.10 else "not met",
+        )
+    )
+    rows.append(("no-op floor share of a cached read", "", f"{noop / order:.2f}", "", ""))
+    return table(
+        f"Worker in Pyodide {VERSION} (node CPU per request, ms; {ROUNDS}x{PER_ROUND} requests, "
+        f"{seconds:.0f} s)",
+        ("measure", "ms", "ratio", "target", ""),
+        rows,
+    )
