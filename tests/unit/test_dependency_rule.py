@@ -42,8 +42,8 @@ FOREIGN = ("devstack", "worker", "worker_adapter", "vercel_api", "tests", "bench
 PLATFORM = ("js", "pyodide", "workers")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+def module_name(path: Path, base: Path = REPO_ROOT) -> str:
+    parts = path.relative_to(base).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -54,32 +54,40 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+def _imports(tree: ast.AST, type_only: bool) -> Iterator[ast.Import | ast.ImportFrom]:
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_only:
             continue
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        yield from _imports(node)
+        yield from _imports(node, type_only)
 
 
-def import_graph(root: Path = SHARED) -> dict[str, set[str]]:
-    """Module -> the modules it imports (any absolute import, first-party or not).
+def import_graph(
+    root: Path = SHARED, *, base: Path = REPO_ROOT, type_only: bool = False
+) -> dict[str, set[str]]:
+    """Module -> the modules it imports (absolute or relative, first-party or not).
 
     `from package import name` depends on `package.name` when that is a module of the
     tree, else on `package`: importing a submodule is not a dependency on its siblings.
+    `type_only=True` counts `if TYPE_CHECKING:` imports too.
     """
-    files = {module_name(p): p for p in root.rglob("*.py")}
+    files = {module_name(p, base): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         deps: set[str] = set()
-        for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8")), type_only):
             if isinstance(node, ast.Import):
                 deps.update(alias.name for alias in node.names)
-            elif node.level == 0 and node.module:
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    deps.add(sub if sub in files else node.module)
+                continue
+            origin = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                origin = f"{anchor}.{origin}" if origin else anchor
+            for alias in node.names:
+                sub = f"{origin}.{alias.name}"
+                deps.add(sub if sub in files else origin)
         deps.discard(module)
         graph[module] = deps
     return graph
@@ -148,6 +156,38 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     """The checker itself sees a circle when there is one (so a pass means something)."""
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_reads_plain_relative_submodule_and_type_only_imports(tmp_path: Path) -> None:
+    """`import x`, `from . import y`, `from pkg import submodule` are edges; type-only
+    imports count only when asked for."""
+    pkg = tmp_path / "shared" / "p"
+    pkg.mkdir(parents=True)
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from shared.p.a import A\n")
+    (pkg / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from shared.p import b\nA = 1\n"
+    )
+    (pkg / "b.py").write_text("from . import c\nimport shared.p.a\n")
+    (pkg / "c.py").write_text("")
+    graph = import_graph(tmp_path / "shared", base=tmp_path, type_only=True)
+    assert graph["shared.p"] == {"shared.p.a"}
+    assert graph["shared.p.a"] == {"shared.p.b", "typing"}
+    assert graph["shared.p.b"] == {"shared.p.c", "shared.p.a"}
+    assert find_cycles(graph) == [["shared.p.a", "shared.p.b"]]
+    assert find_cycles(import_graph(tmp_path / "shared", base=tmp_path)) == []
+
+
+def test_shared_redis_has_no_circle_even_for_type_checking() -> None:
+    """No module of shared/redis imports one that imports it, type-only imports included
+    (the package's own re-exporting `__init__` aside)."""
+    graph = import_graph(type_only=True)
+    inner = {
+        m: {d for d in deps if d.startswith("shared.redis.")}
+        for m, deps in graph.items()
+        if m.startswith("shared.redis.")
+    }
+    assert find_cycles(inner) == []
 
 
 def test_no_import_circle_between_modules_of_shared() -> None:
