@@ -13,6 +13,7 @@ where they are installed, cost tens of milliseconds of import).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpcore
@@ -43,6 +44,11 @@ class HttpxTransport:
     Pass your own `httpx.AsyncClient` to control limits, proxies or TLS; otherwise a
     pool is created lazily and closed by `aclose()`.
     """
+
+    # `request.timeout` bounds the whole exchange here, not each phase (httpx's own timeouts
+    # are per phase: a server dripping its answer would pass every one of them), so callers
+    # need not arm a timer of their own.
+    total_deadline = True
 
     def __init__(self, client: httpx.AsyncClient | None = None) -> None:
         self._client = client  # the caller's: used as is, never closed here
@@ -83,8 +89,17 @@ class HttpxTransport:
         return headers
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        if self._client is not None:
-            return await self._send_with_client(self._client, request)
+        try:
+            async with asyncio.timeout(request.timeout):
+                if self._client is not None:
+                    return await self._send_with_client(self._client, request)
+                return await self._send(request)
+        except TimeoutError:
+            raise TransportTimeout(
+                f"{request.method} request timed out after {request.timeout:g}s"
+            ) from None
+
+    async def _send(self, request: HttpRequest) -> HttpResponse:
         timeout = request.timeout
         try:
             response = await self._get_pool().request(

@@ -65,7 +65,10 @@ class Transport(Protocol):
 
     Implementations raise `shared.errors.TransportTimeout` when `request.timeout`
     runs out and `shared.errors.TransportError` for every other failure to get a
-    response; an HTTP error status is a response, not an exception.
+    response; an HTTP error status is a response, not an exception. Both transports
+    here bound the WHOLE exchange by `request.timeout` (and say so with a true
+    `total_deadline` attribute, so callers need not arm a second timer); a transport
+    without that attribute is wrapped in a total deadline by its callers.
     """
 
     async def send(self, request: HttpRequest) -> HttpResponse: ...

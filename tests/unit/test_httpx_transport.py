@@ -114,6 +114,28 @@ async def test_a_server_that_never_answers_is_a_timeout() -> None:
     await transport.aclose()
 
 
+async def test_a_server_dripping_its_answer_is_cut_at_the_total_deadline() -> None:
+    """A server sending its answer a byte at a time (each read well within the timeout)
+    is cut off when the request's timeout has passed in total, not per phase."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for byte in answer(b"x" * 200):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    transport = HttpxTransport()
+    assert transport.total_deadline
+    loop = asyncio.get_running_loop()
+    async with serve(handler) as url:
+        started = loop.time()
+        with pytest.raises(TransportTimeout):
+            await transport.send(HttpRequest("GET", url, {}, b"", 0.3))
+        assert loop.time() - started < 2.0
+    await transport.aclose()
+
+
 async def test_refused_connection_is_a_transport_error() -> None:
     """Nothing listening raises TransportError (not a timeout)."""
     async with serve(lambda r, w: asyncio.sleep(0)) as url:
