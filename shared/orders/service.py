@@ -34,7 +34,9 @@ from shared.background import defer
 from shared.errors import UpstashError
 from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox, PublishAttempt
 from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
-from shared.redis import Redis, Script
+from shared.redis import Redis, RetryPolicy, Script
+
+REQUEST_REDIS_TIMEOUT_S = 3.0
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,10 @@ class OrderService:
         order_ttl_s: int = 0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self._redis = redis
+        # The request path's view of Redis: 3 s per call and no retry in process (the client
+        # retries with its Idempotency-Key), so a slow Redis costs each step one short
+        # timeout and the route's worst case stays well below the platforms' limits.
+        self._redis = redis.with_options(timeout=REQUEST_REDIS_TIMEOUT_S, retry=RetryPolicy.never())
         self._outbox = outbox
         self._tokens = tokens
         self._job_url = job_url
