@@ -24,7 +24,7 @@ from shared.http import FetchTransport
 from shared.scope import request_scope
 from shared.web.geo import cf_country
 from shared.web.http import Headers, Request, Response
-from shared.web.served import BodyTooLarge, early_answer
+from shared.web.served import BodyTooLarge, declares_too_large, early_answer
 
 
 class JsEnv(Mapping[str, str]):
@@ -90,8 +90,7 @@ def _header_pairs(request: Any) -> list[tuple[str, str]]:
 
 async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
     headers = Headers(_header_pairs(request))
-    declared = headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body_bytes:
+    if declares_too_large(headers.get("content-length"), max_body_bytes):
         raise BodyTooLarge
     method = str(request.method).upper()
     body = b"" if method in ("GET", "HEAD") else bytes(await request.bytes())

@@ -41,6 +41,17 @@ class BodyTooLarge(Exception):
     """The request body passed `max_body_bytes`; raised while reading it."""
 
 
+def declares_too_large(content_length: str | None, max_body_bytes: int) -> bool:
+    """True when a `Content-Length` header announces more than `max_body_bytes`.
+
+    Only ASCII digits count (`str.isdigit` also accepts `"²"`, which `int` refuses); a
+    malformed value announces nothing, and the body read itself is still bounded.
+    """
+    if not content_length or not (content_length.isascii() and content_length.isdigit()):
+        return False
+    return int(content_length) > max_body_bytes
+
+
 def early_answer(exc: Exception) -> Response:
     """The JSON answer to a failure before the app ran (413, or the error mapping's
     answer, e.g. 500 "Server misconfigured"), with a fresh `x-request-id`."""

@@ -8,6 +8,7 @@ from shared.web.errors import HttpError
 from shared.web.http import Headers, Request, Response
 from shared.web.ratelimiting import client_identifier
 from shared.web.router import Router
+from shared.web.served import declares_too_large
 
 
 @pytest.mark.parametrize(
@@ -53,3 +54,22 @@ def test_headers_are_case_insensitive_and_repr_hides_values() -> None:
     headers = Headers([("Authorization", "Bearer s3cret"), ("X-A", "1"), ("x-a", "2")])
     assert headers["authorization"] == "Bearer s3cret" and headers.get("X-a") == "1, 2"
     assert "s3cret" not in repr(headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "too_large"),
+    [
+        (None, False),
+        ("", False),
+        ("10", False),
+        ("11", True),
+        ("²", False),  # a Unicode digit: str.isdigit() says yes, int() raises
+        ("1²", False),
+        ("-5", False),
+        (" 11", False),
+        ("\u0661\u0661", False),  # Arabic-Indic digits: int() reads them, HTTP does not
+    ],
+)
+def test_declared_content_length(value: str | None, too_large: bool) -> None:
+    """Only an ASCII-digit Content-Length over the limit is too large; nothing else raises."""
+    assert declares_too_large(value, 10) is too_large
