@@ -27,6 +27,7 @@ from shared.cache import Cache
 from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
 from shared.jobs.outbox import DeadJob, DeadLetterHook, Outbox
+from shared.orders.api import order_routes_create
 from shared.orders.confirmation import JOB_PATH, confirmation_routes, job_redis
 from shared.orders.read_api import order_routes_read
 from shared.orders.records import OrderTokens
@@ -47,7 +48,6 @@ from shared.web.app import App, Middleware
 from shared.web.concurrency import concurrency_middleware
 from shared.web.content_type import json_body_middleware
 from shared.web.cors import cors_middleware
-from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.ratelimiting import rate_limit_middleware
 from shared.web.reporting import ErrorReport, ErrorReporter
@@ -192,17 +192,8 @@ def outbox_middleware(outbox: Outbox) -> Middleware:
 
 
 def _order_creation(services: Services, settings: Settings, keys: ApiKeys) -> Router:
-    try:
-        from shared.orders.api import order_routes_create
-    except ImportError as exc:  # pydantic missing: say so instead of failing everything
-        log.error("order creation disabled: %s", exc)
-        router = Router()
-
-        @router.route("POST", "/api/orders")
-        async def unavailable(request: Request) -> Response:
-            raise HttpError(503, "Order creation is unavailable: pydantic could not be imported")
-
-        return router
+    """`POST /api/orders` and the OpenAPI route; they load pydantic on their first request
+    (and answer 503 where it cannot be imported), so building the app never imports it."""
     return order_routes_create(services.orders, settings.app_url, caller=keys.identity_of)
 
 
