@@ -167,7 +167,8 @@ async def test_a_stopped_region_does_not_stop_decisions(
     assert catch_up.pending is not None
     await catch_up.pending
     hashes = await window_hashes(region_direct, prefix, ident)
-    assert hashes[0] == hashes[1], hashes
+    # Which ids fill a region may differ (the catch-up request may be admitted by the region
+    # that lagged, and background syncs race the later calls); how many never does.
     assert [sum(len(h) for h in region.values()) for region in hashes] == [5, 5, 5], hashes
     final = await ours.limit(ident)
     assert (final.success, final.reason) == (False, None)
