@@ -38,11 +38,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.durations import Duration, parse_duration_ms
+from shared.durations import Duration
 from shared.errors import RedisResponseError
 from shared.ratelimit import lua
 from shared.ratelimit.algorithms import Context, FixedWindow, SlidingWindow
-from shared.ratelimit.limiter import DEFAULT_PREFIX, Clock, Ratelimit, Sleep, system_clock_ms
+from shared.ratelimit.limiter import (
+    DEFAULT_PREFIX,
+    Clock,
+    Ratelimit,
+    Sleep,
+    check_options,
+    system_clock_ms,
+)
 from shared.ratelimit.protection import Protection
 from shared.ratelimit.result import Decision, OnError
 from shared.ratelimit.window_math import sliding_retry_at, window_index
@@ -223,9 +230,7 @@ class MultiRegionRatelimit(Ratelimit):
             raise ValueError("MultiRegionRatelimit needs at least one Redis")
         if type(limiter) not in (FixedWindow, SlidingWindow):  # not the cached fixed window
             raise ValueError("multi-region limiting supports fixed_window and sliding_window")
-        seconds = parse_duration_ms(timeout) / 1000
-        if seconds <= 0:
-            raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")
+        _, _, seconds = check_options(prefix, on_error, timeout)
         regions = tuple(client.with_options(timeout=seconds) for client in clients)
         super().__init__(
             clients[0],
