@@ -51,7 +51,10 @@ class AutoPipeliner:
         """Queues `command` with the others of this turn and returns its own value."""
         loop = asyncio.get_running_loop()
         batch = self._batch()
-        future: asyncio.Future[T] = loop.create_future()
+        # Built directly, not by `loop.create_future()`: Pyodide's loop adds a done callback
+        # to each future it creates (in-progress accounting), one more JS `setTimeout` per
+        # command; the awaiting task is counted already.
+        future: asyncio.Future[T] = asyncio.Future(loop=loop)
         entry = _Entry(options, command, future)
         batch.pending.append(entry)
         if len(batch.pending) >= max_batch:
