@@ -109,8 +109,9 @@ class AutoPipeliner:
         commands = [e.command for e in entries]
         loop = asyncio.get_running_loop()
         longest = max(e.options.timeout for e in entries)
+        total = all(e.options.total for e in entries)
         for entry in entries:  # the request waits for the longest; others give up sooner
-            if entry.options.timeout < longest:
+            if entry.options.timeout < longest or (entry.options.total and not total):
                 loop.call_later(entry.options.timeout, _expire, entry)
         options = CallOptions(
             timeout=longest,
@@ -118,6 +119,8 @@ class AutoPipeliner:
             # retried only when every caller allows it for its own command
             retry_writes=all(e.options.retryable([e.command]) for e in entries),
             decoder=entries[0].options.decoder,
+            # a whole-call deadline when every caller has one (else each got its timer)
+            total=total,
         )
         try:
             replies = await self._exchange.send(
