@@ -94,8 +94,13 @@ class AutoPipeliner:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
         if not entries:
             return
-        task = loop.create_task(self._deliver(entries, batch))
-        batch.in_flight.add(task)
+        # Started eagerly: it runs at once up to the HTTP request, no loop turn spent on
+        # starting it (in Pyodide each turn is a JS `setTimeout`, and so is the done callback
+        # the loop's `create_task` adds). A task all the same, so a cancelled leader cannot
+        # take the others' request down with it.
+        task = asyncio.Task(self._deliver(entries, batch), loop=loop, eager_start=True)
+        if not task.done():
+            batch.in_flight.add(task)
 
     async def _deliver(self, entries: list[_Entry], batch: _ScopeBatch) -> None:
         try:
