@@ -277,3 +277,34 @@ async def test_a_total_timeout_command_batched_with_retried_ones_still_ends_in_t
     assert isinstance(results[0], TransportTimeout)
     assert isinstance(results[1], TransportError) and not isinstance(results[1], TransportTimeout)
     assert len(t.requests) == 60
+
+
+class GatedTransport(EchoTransport):
+    """Holds every request until `gate` is set; `sent` tells that one is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.sent.set()
+        await self.gate.wait()
+        return await super().send(request)
+
+
+async def test_a_cancelled_leader_does_not_take_the_others_request_down() -> None:
+    """Cancelling the caller whose command opened a batch, while the batch's request is in
+    flight, leaves the other caller's result intact (the request is not cancelled)."""
+    t = GatedTransport()
+    r = client(t)
+    async with request_scope():
+        leader = asyncio.ensure_future(r.get("a"))
+        other = asyncio.ensure_future(r.get("b"))
+        await asyncio.wait_for(t.sent.wait(), 5)
+        leader.cancel()
+        t.gate.set()
+        assert await asyncio.wait_for(other, 5) == "GET:b"
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+    assert len(t.requests) == 1 and t.requests[0].url.endswith("/pipeline")
