@@ -38,7 +38,9 @@ class SingleFlight:
                 if shared.cancelled() and (me is None or me.cancelling() == 0):
                     continue  # the leader was cancelled, not us: take over
                 raise
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # Built directly, not by `loop.create_future()`: Pyodide's loop adds a done callback
+        # to each future it creates (one more JS `setTimeout` per cache read).
+        future: asyncio.Future[T] = asyncio.Future(loop=asyncio.get_running_loop())
         flights[key] = future
         try:
             value = await work()

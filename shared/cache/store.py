@@ -1,12 +1,14 @@
 """The cache's Redis operations: each bounded by the cache timeout, none ever raising.
 
+The bound is the Redis view's own whole-call deadline (`total_timeout`): the transport's
+one timer enforces it, so no second timer is armed per call (a JS `setTimeout` in Pyodide).
+
 A Redis error or timeout becomes `FAILED` (logged with the error type only, never
 a value or a token); the cache then bypasses Redis for the rest of the call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -115,16 +117,17 @@ class EntryStore:
         jitter: Callable[[int], int],
     ) -> None:
         self.timeout = timeout
-        self.redis = redis.with_options(timeout=timeout)
+        self.redis = redis.with_options(timeout=timeout, total_timeout=True)
         self.lock_ms = lock_ms
         self.now_ms = now_ms
         self.jitter = jitter
 
     async def guard(self, what: str, call: Awaitable[T]) -> T | Failed:
-        """`call`'s result, or FAILED after a Redis error or `timeout` (logged, never raised)."""
+        """`call`'s result, or FAILED after a Redis error or `timeout` (logged, never raised).
+
+        `call` goes through `self.redis`, whose deadline covers the whole call."""
         try:
-            async with asyncio.timeout(self.timeout):
-                return await call
+            return await call
         except (UpstashError, TimeoutError) as exc:
             log.warning("cache: Redis %s failed, bypassing the cache: %s", what, type(exc).__name__)
             return FAILED

@@ -123,6 +123,9 @@ class Ratelimit:
                 f"protection prefix {protection.prefix!r} differs from the limiter's {prefix!r}"
             )
         self._redis = redis.with_options(timeout=self.timeout)
+        # Decisions: `timeout` bounds the whole call (script fallback included) through the
+        # transport's one timer, so `limit()` arms no timer of its own.
+        self._decider = redis.with_options(timeout=self.timeout, total_timeout=True)
         self._blocks: ExpiringLRU[tuple[int, int]] | None = (
             ExpiringLRU(cache_size) if ephemeral_cache else None
         )
@@ -142,9 +145,9 @@ class Ratelimit:
     def _key(self, identifier: str) -> str:
         return f"{self.prefix}:{identifier}"
 
-    def _context(self) -> Context:
+    def _context(self, redis: Redis[Any]) -> Context:
         dynamic = self.dynamic_key if self._dynamic else None
-        return Context(self._redis, dynamic, self._counters, defer)
+        return Context(redis, dynamic, self._counters, defer)
 
     # -- deciding ------------------------------------------------------------------------
 
@@ -245,9 +248,9 @@ class Ratelimit:
 
     async def _ask_redis(self, identifier: str, rate: int, now: int) -> Decision:
         reason: Reason
+        key = self._key(identifier)
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self.limiter.decide(self._context(), self._key(identifier), rate, now)
+            return await self.limiter.decide(self._context(self._decider), key, rate, now)
         except (TimeoutError, TransportTimeout):
             reason = "timeout"
         except UpstashError as exc:  # messages carry no values: safe to log
@@ -270,7 +273,7 @@ class Ratelimit:
         """
         key = self._key(_check_identifier(identifier))
         now = self._clock()
-        decision = await self.limiter.decide(self._context(), key, 0, now)
+        decision = await self.limiter.decide(self._context(self._redis), key, 0, now)
         return RateLimitResult(True, decision.limit, decision.remaining, decision.reset)
 
     async def reset_used_tokens(self, identifier: str) -> None:

@@ -51,7 +51,10 @@ class AutoPipeliner:
         """Queues `command` with the others of this turn and returns its own value."""
         loop = asyncio.get_running_loop()
         batch = self._batch()
-        future: asyncio.Future[T] = loop.create_future()
+        # Built directly, not by `loop.create_future()`: Pyodide's loop adds a done callback
+        # to each future it creates (in-progress accounting), one more JS `setTimeout` per
+        # command; the awaiting task is counted already.
+        future: asyncio.Future[T] = asyncio.Future(loop=loop)
         entry = _Entry(options, command, future)
         batch.pending.append(entry)
         if len(batch.pending) >= max_batch:
@@ -91,8 +94,13 @@ class AutoPipeliner:
         entries, batch.pending, batch.scheduled = batch.pending, [], False
         if not entries:
             return
-        task = loop.create_task(self._deliver(entries, batch))
-        batch.in_flight.add(task)
+        # Started eagerly: it runs at once up to the HTTP request, no loop turn spent on
+        # starting it (in Pyodide each turn is a JS `setTimeout`, and so is the done callback
+        # the loop's `create_task` adds). A task all the same, so a cancelled leader cannot
+        # take the others' request down with it.
+        task = asyncio.Task(self._deliver(entries, batch), loop=loop, eager_start=True)
+        if not task.done():
+            batch.in_flight.add(task)
 
     async def _deliver(self, entries: list[_Entry], batch: _ScopeBatch) -> None:
         try:
@@ -106,8 +114,9 @@ class AutoPipeliner:
         commands = [e.command for e in entries]
         loop = asyncio.get_running_loop()
         longest = max(e.options.timeout for e in entries)
+        total = all(e.options.total for e in entries)
         for entry in entries:  # the request waits for the longest; others give up sooner
-            if entry.options.timeout < longest:
+            if entry.options.timeout < longest or (entry.options.total and not total):
                 loop.call_later(entry.options.timeout, _expire, entry)
         options = CallOptions(
             timeout=longest,
@@ -115,6 +124,8 @@ class AutoPipeliner:
             # retried only when every caller allows it for its own command
             retry_writes=all(e.options.retryable([e.command]) for e in entries),
             decoder=entries[0].options.decoder,
+            # a whole-call deadline when every caller has one (else each got its timer)
+            total=total,
         )
         try:
             replies = await self._exchange.send(

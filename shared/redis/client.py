@@ -141,12 +141,18 @@ class Redis(CommandMethods[V]):
         retry: RetryPolicy | None = None,
         retry_writes: bool | None = None,
         auto_pipeline: bool | None = None,
+        total_timeout: bool | None = None,
     ) -> Redis[V]:
         """A view of this client with other per-call options; it shares the transport,
         the sync token and the auto-pipelining batch.
 
             await redis.with_options(timeout=0.5).get("k")
             await redis.with_options(retry_writes=True).incr("k")  # you accept double counts
+            await redis.with_options(timeout=1, total_timeout=True).get("k")
+
+        `total_timeout`: `timeout` bounds each call as a whole (retries, their waits and a
+        script's NOSCRIPT fallback included) instead of each attempt, so a caller needs no
+        timer of its own (in Pyodide every timer is a JS `setTimeout`).
         """
         current = self._options
         options = CallOptions(
@@ -154,6 +160,7 @@ class Redis(CommandMethods[V]):
             retry=current.retry if retry is None else retry,
             retry_writes=current.retry_writes if retry_writes is None else retry_writes,
             decoder=current.decoder,
+            total=current.total if total_timeout is None else total_timeout,
         )
         if options.timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
@@ -173,6 +180,11 @@ class Redis(CommandMethods[V]):
     @property
     def timeout(self) -> float:
         return self._options.timeout
+
+    @property
+    def total_timeout(self) -> bool:
+        """True when `timeout` bounds each call as a whole (see `with_options`)."""
+        return self._options.total
 
     @property
     def decode_responses(self) -> bool:

@@ -11,7 +11,9 @@ The client, explicit pipelines and the auto-pipeliner all send through this modu
 `Exchange.send` encodes the body, puts the whole exchange (not each phase) under
 `options.timeout`, retries transport failures as `options.retry` allows (only when
 every command is read-only, unless `retry_writes`), parses the answer into one
-`Reply` per command and remembers the newest `upstash-sync-token`.
+`Reply` per command and remembers the newest `upstash-sync-token`. With
+`options.total`, `timeout` bounds the call as a whole, retries and their waits included
+(each attempt gets what is left): a caller needs no timer of its own on top.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ SYNC_HEADER = "upstash-sync-token"
 
 @dataclass(frozen=True, slots=True)
 class CallOptions:
-    """How one call is sent and read: total deadline (s), retry policy, whether writes
-    may be retried, and how string replies are decoded."""
+    """How one call is sent and read: deadline (s) of each attempt (of the whole call,
+    retries included, when `total`), retry policy, whether writes may be retried, and how
+    string replies are decoded."""
 
     timeout: float
     retry: RetryPolicy
     retry_writes: bool
     decoder: Decoder
+    total: bool = False
 
     def retryable(self, commands: Sequence[Command[Any]]) -> bool:
         """True when a lost request may be sent again: writes only with `retry_writes`."""
@@ -118,6 +122,8 @@ class Exchange:
         Raises `TransportTimeout` when `options.timeout` runs out, `TransportError` when
         no answer came (after the retries `options` allows), and `RedisError`s for an
         answer refused as a whole (auth, 5xx, unreadable body, aborted transaction).
+        With `options.total`, a retry that could not start before the deadline raises
+        `TransportTimeout`, and each attempt's timeout is what is left of it.
         """
         if len(commands) == 1:
             body = encode_body([commands[0].wire], mode)
@@ -130,7 +136,14 @@ class Exchange:
         started = loop.time()
         attempt = 1
         while True:
-            request = HttpRequest("POST", url, self.headers(), body, timeout)
+            left = timeout
+            if options.total and attempt > 1:  # a retry gets what is left of the deadline
+                left = timeout - (loop.time() - started)
+                if left <= 0:
+                    raise TransportTimeout(
+                        f"{commands[0].name} request timed out after {timeout:g}s"
+                    )
+            request = HttpRequest("POST", url, self.headers(), body, left)
             try:
                 response = await self._deadline(request, commands[0].name)
                 break
@@ -138,8 +151,13 @@ class Exchange:
                 if attempt >= retry.attempts or not options.retryable(commands):
                     raise
                 delay = retry.backoff(attempt)
-                if loop.time() - started + delay + timeout > retry.deadline:
+                elapsed = loop.time() - started
+                if elapsed + delay + timeout > retry.deadline:
                     raise
+                if options.total and elapsed + delay >= timeout:
+                    raise TransportTimeout(
+                        f"{commands[0].name} request timed out after {timeout:g}s"
+                    ) from None
                 attempt += 1
                 await asyncio.sleep(delay)
         self.remember(response.header(SYNC_HEADER))

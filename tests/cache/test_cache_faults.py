@@ -100,6 +100,22 @@ async def test_stopped_server_bypasses_even_with_client_retries() -> None:
     await _assert_bypass(_closed_port_url(), retry=RetryPolicy(attempts=5, base_delay=0.5))
 
 
+async def test_client_retries_of_a_failing_read_stop_at_the_cache_timeout() -> None:
+    """A client retrying a refused connection up to 200 times (about 2 s of backoff) still
+    answers BYPASS within about the cache timeout: the deadline covers the retries."""
+    retry = RetryPolicy(attempts=200, base_delay=0.02, max_delay=0.02)
+    redis = Redis(_closed_port_url(), "token", retry=retry)
+    cache = Cache(redis, namespace="faults", timeout=TIMEOUT)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        result = await cache.get_or_load_result("k", Origin("v"))
+        assert (result.value, result.status) == ("v", "BYPASS")
+        assert loop.time() - started < 1.0
+    finally:
+        await redis.aclose()
+
+
 async def test_server_answering_500_bypasses(fault_server: Callable[[str], Awaitable[str]]) -> None:
     """HTTP 500 on every request: BYPASS with the loader's value."""
     await _assert_bypass(await fault_server("500"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
+from shared.http.transport import HttpRequest, HttpResponse
 from shared.ratelimit import (
     Ratelimit,
     RateLimitResult,
@@ -129,3 +131,37 @@ async def test_a_bad_caller_in_the_same_batch_does_not_fail_the_limiter(
     assert isinstance(bad, ValueError)
     assert isinstance(result, RateLimitResult)
     assert (result.success, result.reason, result.remaining) == (True, None, 4)
+
+
+class FlushedScriptsTransport:
+    """A Redis whose script cache was flushed and that then hangs: EVALSHA answers NOSCRIPT
+    after a while, EVAL never answers. Records each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[HttpRequest] = []
+        self._never = asyncio.Event()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        if json.loads(request.body)[0] == "EVALSHA":
+            await asyncio.sleep(0.1)  # a slow answer from the server, simulated
+            body = json.dumps({"error": "NOSCRIPT No matching script"}).encode()
+            return HttpResponse(400, {}, body)
+        await self._never.wait()
+        raise AssertionError("unreachable")
+
+
+async def test_timeout_bounds_the_script_fallback_too() -> None:
+    """A slow NOSCRIPT then a hanging EVAL still decide "timeout" within the limiter's
+    timeout: the EVAL is sent with what the EVALSHA left of it, not a fresh timeout."""
+    transport = FlushedScriptsTransport()
+    redis = Redis("http://fake.local", "token", transport=transport, retry=RetryPolicy.never())
+    rl = Ratelimit(redis, fixed_window(5, "10s"), "p", timeout="500ms", on_error="deny")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await rl.limit("id")
+    assert loop.time() - started < 1.0
+    assert (result.success, result.reason) == (False, "timeout")
+    evalsha, eval_ = transport.requests
+    assert evalsha.timeout == 0.5
+    assert eval_.timeout <= 0.41

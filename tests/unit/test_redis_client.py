@@ -209,3 +209,102 @@ async def test_over_a_fetch_transport_a_hanging_call_still_times_out() -> None:
     with pytest.raises(TransportTimeout):
         await redis.get("k")
     assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_total_timeout_bounds_the_retries_too() -> None:
+    """With total_timeout, retries stop at the call's timeout with TransportTimeout, where
+    per-attempt timeouts would go on retrying a failing transport until the attempts end."""
+    t = EchoTransport(fail_times=1000)
+    policy = RetryPolicy(attempts=200, base_delay=0.02, max_delay=0.02)
+    r = client(t, retry=policy).with_options(timeout=0.2, total_timeout=True)
+    with pytest.raises(TransportTimeout):
+        await r.get("k")
+    assert 1 < len(t.requests) < 200
+    assert all(q.timeout <= 0.2 for q in t.requests)
+
+
+async def test_total_timeout_gives_a_retry_what_is_left() -> None:
+    """A retry under total_timeout is sent with the rest of the deadline, not a fresh one."""
+    t = EchoTransport(fail_times=1)
+    r = client(t, retry=RetryPolicy(attempts=3, base_delay=0.02, max_delay=0.02))
+    assert await r.with_options(timeout=1.0, total_timeout=True).get("k") == "GET:k"
+    assert t.requests[0].timeout == 1.0
+    assert 0 < t.requests[1].timeout < 1.0
+    plain = EchoTransport(fail_times=1)
+    r2 = client(plain, retry=RetryPolicy(attempts=3, base_delay=0.02, max_delay=0.02))
+    assert await r2.with_options(timeout=1.0).get("k") == "GET:k"
+    assert plain.requests[1].timeout == 1.0  # per attempt without total_timeout
+
+
+class NoScriptTransport(EchoTransport):
+    """Answers EVALSHA slowly with NOSCRIPT (the script cache was flushed), EVAL at once."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        if json.loads(request.body)[0] == "EVALSHA":
+            self.requests.append(request)
+            await asyncio.sleep(0.05)  # a slow answer from the server, simulated
+            body = json.dumps({"error": "NOSCRIPT No matching script"}).encode()
+            return HttpResponse(400, {}, body)
+        return await super().send(request)
+
+
+async def test_a_script_fallback_shares_the_total_timeout() -> None:
+    """Under total_timeout the EVAL after a NOSCRIPT gets what the EVALSHA left of the
+    deadline (the call as a whole stays bounded); without it, a fresh timeout."""
+    from shared.redis import Script
+
+    script = Script("return 1")
+    t = NoScriptTransport()
+    assert (
+        await script.run(client(t).with_options(timeout=1.0, total_timeout=True)) == "EVAL:return 1"
+    )
+    evalsha, eval_ = t.requests
+    assert evalsha.timeout == 1.0 and eval_.timeout <= 0.96
+    plain = NoScriptTransport()
+    assert await script.run(client(plain).with_options(timeout=1.0)) == "EVAL:return 1"
+    assert plain.requests[1].timeout == 1.0
+
+
+async def test_a_total_timeout_command_batched_with_retried_ones_still_ends_in_time() -> None:
+    """Batched with a command whose caller allows retries past the deadline, a command under
+    total_timeout gives up at its own timeout (TransportTimeout); the other keeps retrying."""
+    t = EchoTransport(fail_times=1000)
+    r = client(t, retry=RetryPolicy(attempts=60, base_delay=0.02, max_delay=0.02))
+    plain = r.with_options(timeout=0.2)
+    whole = r.with_options(timeout=0.2, total_timeout=True)
+    async with request_scope():
+        results = await asyncio.gather(whole.get("a"), plain.get("b"), return_exceptions=True)
+    assert isinstance(results[0], TransportTimeout)
+    assert isinstance(results[1], TransportError) and not isinstance(results[1], TransportTimeout)
+    assert len(t.requests) == 60
+
+
+class GatedTransport(EchoTransport):
+    """Holds every request until `gate` is set; `sent` tells that one is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.sent.set()
+        await self.gate.wait()
+        return await super().send(request)
+
+
+async def test_a_cancelled_leader_does_not_take_the_others_request_down() -> None:
+    """Cancelling the caller whose command opened a batch, while the batch's request is in
+    flight, leaves the other caller's result intact (the request is not cancelled)."""
+    t = GatedTransport()
+    r = client(t)
+    async with request_scope():
+        leader = asyncio.ensure_future(r.get("a"))
+        other = asyncio.ensure_future(r.get("b"))
+        await asyncio.wait_for(t.sent.wait(), 5)
+        leader.cancel()
+        t.gate.set()
+        assert await asyncio.wait_for(other, 5) == "GET:b"
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+    assert len(t.requests) == 1 and t.requests[0].url.endswith("/pipeline")
