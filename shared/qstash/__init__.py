@@ -6,7 +6,8 @@ await qstash.publish_json(job_url, {"orderId": 42}, retries=3, delay="5s")
 claims = Receiver.from_env(env).verify(signature, raw_body, url=job_url)
 """
 
-from shared.qstash.admin import QStashAdmin
+from typing import TYPE_CHECKING, Any
+
 from shared.qstash.client import DEFAULT_URL, QStash
 from shared.qstash.flow_control import FlowControl
 from shared.qstash.publish import (
@@ -22,6 +23,20 @@ from shared.qstash.publish import (
     publish_headers,
 )
 from shared.qstash.receiver import NON_RETRYABLE, Receiver, SignatureClaims
+
+if TYPE_CHECKING:
+    from shared.qstash.admin import QStashAdmin
+
+
+def __getattr__(name: str) -> Any:
+    # `QStashAdmin` (and its request builders) serve the operator's tools, never a request:
+    # loaded on first use, so building the app does not pay for them at every cold start.
+    if name == "QStashAdmin":
+        from shared.qstash.admin import QStashAdmin
+
+        return QStashAdmin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_URL",

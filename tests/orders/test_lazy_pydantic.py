@@ -42,6 +42,9 @@ async def main():
         spec = await client.get("/api/openapi.json")
         seen["after"] = [created.status_code, spec.status_code, loaded()]
         seen["error"] = created.json().get("error")
+    seen["management"] = sorted(
+        m for m in ("shared.qstash.admin", "shared.qstash.manage") if m in sys.modules
+    )
     await transport.aclose()
 
 asyncio.run(main())
@@ -73,6 +76,12 @@ def test_pydantic_is_imported_by_the_first_order_creation_only(devstack: Devstac
     seen = _run(devstack, block=False)
     assert seen["before"] == [200, 404, False]
     assert seen["after"] == [201, 200, True]
+
+
+def test_serving_requests_never_loads_the_qstash_management_client(devstack: Devstack) -> None:
+    """The app (health, orders, OpenAPI) never imports `QStashAdmin` and its request builders:
+    they serve the operator's tools, not requests, and would cost every cold start."""
+    assert _run(devstack, block=False)["management"] == []
 
 
 def test_without_pydantic_creation_and_openapi_answer_503(devstack: Devstack) -> None:
