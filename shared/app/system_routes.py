@@ -47,7 +47,7 @@ def health_routes(redis: Redis[Any]) -> Router:
     async def health(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            await redis.with_options(timeout=2.0).ping()
+            await redis.with_options(timeout=2.0, total_timeout=True).ping()
         except UpstashError as exc:
             return Response.json(
                 {"status": "degraded", "redis": {"ok": False, "error": type(exc).__name__}}, 503

@@ -229,13 +229,14 @@ class Ratelimit:
         local = protection.local_check(ip, user_agent, country)
         if local is not None:
             return Decision(False, self.limiter.limit, 0, 0, None, local.reason, None, local.value)
+        # On the decision's view: `timeout` bounds the check from its start, so it is over by
+        # the time the decision is (no second wait, no timer of its own).
         check = asyncio.ensure_future(
-            protection.check(self._redis, identifier, ip, user_agent, country)
+            protection.check(self._decider, identifier, ip, user_agent, country)
         )
         decision = await self._ask_redis(identifier, rate, now)
         try:
-            async with asyncio.timeout(self.timeout):
-                denial, refresh = await check
+            denial, refresh = await check
         except Exception as exc:  # the lists are unreadable: the limit alone decides
             log.warning("rate limiter: deny-list check failed (%s)", type(exc).__name__)
             return decision

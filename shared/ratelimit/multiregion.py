@@ -231,7 +231,9 @@ class MultiRegionRatelimit(Ratelimit):
         if type(limiter) not in (FixedWindow, SlidingWindow):  # not the cached fixed window
             raise ValueError("multi-region limiting supports fixed_window and sliding_window")
         _, _, seconds = check_options(prefix, on_error, timeout)
-        regions = tuple(client.with_options(timeout=seconds) for client in clients)
+        regions = tuple(
+            client.with_options(timeout=seconds, total_timeout=True) for client in clients
+        )
         super().__init__(
             clients[0],
             _MultiRegion(limiter, regions, request_id),

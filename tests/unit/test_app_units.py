@@ -73,3 +73,31 @@ def test_headers_are_case_insensitive_and_repr_hides_values() -> None:
 def test_declared_content_length(value: str | None, too_large: bool) -> None:
     """Only an ASCII-digit Content-Length over the limit is too large; nothing else raises."""
     assert declares_too_large(value, 10) is too_large
+
+
+async def test_health_answers_503_within_its_2s_even_alone_on_a_silent_redis() -> None:
+    """The health check's 2 s bounds the whole PING, retries included, without relying on
+    sharing a batch with the rate limiter (a silent Redis cost 3 x 2 s before)."""
+    import asyncio
+
+    from shared.app.system_routes import health_routes
+    from shared.http import HttpxTransport
+    from shared.redis import Redis
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = HttpxTransport()
+    redis: Redis[str] = Redis(f"http://127.0.0.1:{port}", "token", transport=transport)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        response = await health_routes(redis).dispatch(Request("GET", "/api/health"))
+        elapsed = loop.time() - started
+    finally:
+        await transport.aclose()
+        server.close()
+    assert response.status == 503
+    assert elapsed < 4.0, elapsed
