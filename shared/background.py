@@ -33,9 +33,13 @@ class BackgroundWork:
     def add(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
         future = asyncio.ensure_future(work)
         self._tasks.add(future)
-        future.add_done_callback(_log_failure)
-        future.add_done_callback(self._tasks.discard)
+        future.add_done_callback(self._finished)
         return future
+
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        # One callback, not two: in Pyodide each is a JS setTimeout.
+        self._tasks.discard(future)
+        _log_failure(future)
 
     def pending(self) -> list[asyncio.Future[Any]]:
         """Work not finished yet (what an adapter hands to `waitUntil`)."""

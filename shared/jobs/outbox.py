@@ -179,11 +179,6 @@ class Outbox:
         # Jobs published by `publish_unsettled` whose bookkeeping is not written yet.
         self._in_flight: set[str] = set()
 
-    @property
-    def maybe_pending(self) -> bool:
-        """False once a flush left the outbox empty (and nothing failed since)."""
-        return self._next_due_ms is not None
-
     def should_flush(self) -> bool:
         """True when a job may be due and no flush is running (or one got stuck)."""
         due = self._next_due_ms

@@ -34,7 +34,7 @@ from shared.durations import Duration, parse_duration_ms
 from shared.errors import TransportTimeout, UpstashError
 from shared.ratelimit import lua
 from shared.ratelimit.headers import rate_limit_headers
-from shared.ratelimit.limiter import Clock, check_options, system_clock_ms
+from shared.ratelimit.limiter import Clock, check_identifier, check_options, system_clock_ms
 from shared.ratelimit.result import OnError, RateLimitResult, Reason
 from shared.redis import Redis
 
@@ -68,12 +68,6 @@ class Lease:
 
 def _new_lease_id() -> str:
     return secrets.token_urlsafe(16)
-
-
-def _check_identifier(identifier: object) -> str:
-    if not isinstance(identifier, str) or not identifier:
-        raise ValueError(f"identifier must be a non-empty string, got {identifier!r}")
-    return identifier
 
 
 class ConcurrencyLimit:
@@ -117,7 +111,7 @@ class ConcurrencyLimit:
 
     async def acquire(self, identifier: str) -> Lease:
         """Takes a slot for `identifier` if one is free (one round trip)."""
-        key = self._key(_check_identifier(identifier))
+        key = self._key(check_identifier(identifier))
         now = self._clock()
         lease_id = self._lease_id()
         args: list[str | int] = [now, self.lease_ms, self.max_concurrent, lease_id]
@@ -175,7 +169,7 @@ class ConcurrencyLimit:
 
     async def held(self, identifier: str) -> int:
         """Leases currently held (expired ones not counted)."""
-        key = self._key(_check_identifier(identifier))
+        key = self._key(check_identifier(identifier))
         count = await self._redis.zcount(key, f"({self._clock()}", "+inf")
         return int(count)
 

@@ -64,7 +64,7 @@ def check_options(
     return prefix, on_error, timeout_ms / 1000
 
 
-def _check_identifier(identifier: object) -> str:
+def check_identifier(identifier: object) -> str:
     if not isinstance(identifier, str) or not identifier:
         raise ValueError(f"identifier must be a non-empty string, got {identifier!r}")
     return identifier
@@ -134,7 +134,7 @@ class Ratelimit:
         self._retention_ms = parse_duration_ms(analytics_retention)
         self.dynamic_key = prefix + DYNAMIC_LIMIT_SUFFIX
         self._dynamic = dynamic_limits
-        self._deny = frozenset(_check_identifier(i) for i in deny_list)
+        self._deny = frozenset(check_identifier(i) for i in deny_list)
         self.protection = protection
         self._clock = clock
         self._sleep = sleep
@@ -166,7 +166,7 @@ class Ratelimit:
         limiter has `protection` (in the same round trip as the decision).
         """
         visitor = (ip, user_agent, country)
-        result, _ = await self._limit(_check_identifier(identifier), _check_rate(rate), visitor)
+        result, _ = await self._limit(check_identifier(identifier), _check_rate(rate), visitor)
         return result
 
     async def _limit(
@@ -272,14 +272,14 @@ class Ratelimit:
 
         Raises the Redis client's errors: this is an inspection, not a decision.
         """
-        key = self._key(_check_identifier(identifier))
+        key = self._key(check_identifier(identifier))
         now = self._clock()
         decision = await self.limiter.decide(self._context(self._redis), key, 0, now)
         return RateLimitResult(True, decision.limit, decision.remaining, decision.reset)
 
     async def reset_used_tokens(self, identifier: str) -> None:
         """Forgets what `identifier` used: deletes only its live keys (no keyspace SCAN)."""
-        key = self._key(_check_identifier(identifier))
+        key = self._key(check_identifier(identifier))
         now = self._clock()
         keys = self.limiter.keys(key, now)
         if self._blocks is not None:
@@ -295,7 +295,7 @@ class Ratelimit:
         decision, and the budget is spent by adding up the sleeps, so this works
         where the clock stands still during a request (Workers).
         """
-        _check_identifier(identifier)
+        check_identifier(identifier)
         budget_ms = parse_duration_ms(timeout)
         if budget_ms < 1:
             raise ValueError(f"timeout must be at least 1 ms, got {timeout!r}")

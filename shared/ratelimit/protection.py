@@ -48,12 +48,12 @@ from shared.durations import Duration, parse_duration_ms
 from shared.errors import TransportError, TransportTimeout, UpstashError
 from shared.http.transport import HttpRequest, Transport
 from shared.ratelimit import lua
+from shared.ratelimit.limiter import DEFAULT_PREFIX
 from shared.ratelimit.result import Reason
 from shared.redis import Redis
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "@upstash/ratelimit"  # the limiter's (limiter.py imports this module)
 
 Kind = Literal["identifier", "ip", "user_agent", "country"]
 _REASONS: dict[Kind, Reason] = {

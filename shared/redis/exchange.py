@@ -125,10 +125,7 @@ class Exchange:
         With `options.total`, a retry that could not start before the deadline raises
         `TransportTimeout`, and each attempt's timeout is what is left of it.
         """
-        if len(commands) == 1:
-            body = encode_body([commands[0].wire], mode)
-        else:
-            body = encode_body([c.wire for c in commands], mode)
+        body = encode_body([c.wire for c in commands], mode)
         url = self.endpoint.url + PATHS[mode]
         timeout = options.timeout
         retry = options.retry

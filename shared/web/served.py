@@ -9,10 +9,9 @@ through `early_answer`, so the two platforms answer them alike.
 
 from __future__ import annotations
 
-import uuid
 from typing import Protocol
 
-from shared.web.app import App
+from shared.web.app import App, new_request_id
 from shared.web.errors import error_response, response_for
 from shared.web.http import Response
 
@@ -55,7 +54,7 @@ def declares_too_large(content_length: str | None, max_body_bytes: int) -> bool:
 def early_answer(exc: Exception) -> Response:
     """The JSON answer to a failure before the app ran (413, or the error mapping's
     answer, e.g. 500 "Server misconfigured"), with a fresh `x-request-id`."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     if isinstance(exc, BodyTooLarge):
         response = error_response(413, "Request body too large")
     else:
