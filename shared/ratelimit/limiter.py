@@ -286,6 +286,10 @@ class Ratelimit:
             self._blocks.pop(key)
         for window_key in keys:
             self._counters.pop(window_key)
+        await self._delete_everywhere(keys)
+
+    async def _delete_everywhere(self, keys: list[str]) -> None:
+        """Deletes `keys` wherever this limiter keeps its state (one database here)."""
         await self._redis.delete(*keys)
 
     async def block_until_ready(self, identifier: str, timeout: Duration) -> RateLimitResult:

@@ -254,9 +254,6 @@ class MultiRegionRatelimit(Ratelimit):
     def __repr__(self) -> str:
         return f"MultiRegionRatelimit({len(self.regions)} regions, prefix={self.prefix!r})"
 
-    async def reset_used_tokens(self, identifier: str) -> None:
-        """Forgets what `identifier` used, in every region."""
-        await super().reset_used_tokens(identifier)
-        key = self._key(identifier)
-        keys = self.limiter.keys(key, self._clock())
-        await asyncio.gather(*(region.delete(*keys) for region in self.regions[1:]))
+    async def _delete_everywhere(self, keys: list[str]) -> None:
+        """`reset_used_tokens` forgets the same windows in every region, at once."""
+        await asyncio.gather(*(region.delete(*keys) for region in self.regions))

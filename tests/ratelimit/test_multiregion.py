@@ -230,6 +230,36 @@ async def test_get_remaining_and_reset_cover_every_region(
     assert (await ours.limit(ident)).remaining == 4
 
 
+async def test_reset_forgets_the_same_window_in_every_region(
+    region_clients: list[Redis[str]],
+    region_direct: list[aioredis.Redis],
+    prefix: str,
+    ident: str,
+) -> None:
+    """A reset at a window edge forgets one window everywhere: the clock is read once, so
+    no region keeps the old window while another loses the new one."""
+    day = 86_400_000
+    start = (1_800_000_000_000 // day) * day + day - 1  # the last millisecond of a window
+    now = [start]
+    advance_after_read = [False]
+
+    def clock() -> int:
+        reading = now[0]
+        if advance_after_read[0]:
+            now[0] = start + 1  # the next reading falls in the next window
+        return reading
+
+    ours = MultiRegionRatelimit(
+        region_clients, fixed_window(5, "1 d"), prefix, timeout=10, clock=clock
+    )
+    result = await ours.limit(ident)
+    assert result.pending is not None
+    await result.pending
+    advance_after_read[0] = True
+    await ours.reset_used_tokens(ident)
+    assert await window_hashes(region_direct, prefix, ident) == [{}, {}, {}]
+
+
 def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) -> None:
     """No Redis, or an algorithm upstream has no multi-region form of, is a ValueError."""
     with pytest.raises(ValueError):
