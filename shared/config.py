@@ -1,4 +1,4 @@
-"""Validation of configuration values shared by every client (URLs, tokens).
+"""Validation of configuration values shared by every client (URLs, tokens, deadlines).
 
 Errors are `ConfigError`s naming the variable, never echoing the value.
 """
@@ -27,3 +27,14 @@ def check_token(variable: str, value: str) -> str:
     if any(c.isspace() for c in token) or not token.isprintable():
         raise ConfigError(variable, "contains whitespace or control characters (a paste error?)")
     return token
+
+
+# The shortest server secret accepted for HMAC-derived credentials (order access tokens).
+MIN_SECRET_CHARS = 32
+
+
+def check_deadline(deadline: float) -> float:
+    """`deadline` when it is a positive number of seconds, else `ValueError`."""
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0:
+        raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
+    return deadline

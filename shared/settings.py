@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared.config import check_token, check_url
+from shared.config import MIN_SECRET_CHARS, check_token, check_url
 from shared.durations import parse_duration_ms
 from shared.errors import ConfigError
 from shared.qstash.flow_control import FlowControl
@@ -26,7 +26,6 @@ _HEADER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 VERCEL_CLIENT_IP_HEADER = "x-vercel-forwarded-for"
 VERCEL_COUNTRY_HEADER = "x-vercel-ip-country"
 _COUNTRY = re.compile(r"^[A-Z][A-Z0-9]$")  # ISO alpha-2, plus Cloudflare's T1 (Tor)
-MIN_ORDER_TOKEN_SECRET = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +120,9 @@ def _api_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def _order_token_secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
     value = _secret(env, name, required=required)
-    if value is not None and len(value) < MIN_ORDER_TOKEN_SECRET:
+    if value is not None and len(value) < MIN_SECRET_CHARS:
         raise ConfigError(
-            name, f"must be at least {MIN_ORDER_TOKEN_SECRET} characters (openssl rand -hex 32)"
+            name, f"must be at least {MIN_SECRET_CHARS} characters (openssl rand -hex 32)"
         )
     return value
 

@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from shared.config import check_url
+from shared.config import check_deadline, check_url
 from shared.errors import TransportError, UpstashError
 from shared.http.transport import HttpRequest, HttpResponse, Transport
 from shared.jobs.email_message import EmailMessage, single_line
@@ -166,8 +166,7 @@ class EmailSender:
         key = api_key.strip()
         if not key or any(ch.isspace() or not ch.isprintable() for ch in key):
             raise ValueError("api_key is empty or contains whitespace (a paste error?)")
-        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
-            raise ValueError("deadline must be > 0 seconds")
+        check_deadline(deadline)
         self._transport = transport
         self._api_url = check_url("api_url", api_url)
         self._api_key = key

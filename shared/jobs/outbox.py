@@ -198,7 +198,9 @@ class Outbox:
     def _view(self, seconds: float) -> Redis[Any]:
         """The Redis client bounded by what is left of a budget (no retry past it)."""
         timeout = max(MIN_STEP_S, min(self._redis.timeout, seconds))
-        return self._redis.with_options(timeout=timeout, retry=RetryPolicy.never())
+        return self._redis.with_options(
+            timeout=timeout, retry=RetryPolicy.never(), total_timeout=True
+        )
 
     # -- publishing ----------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from shared.config import MIN_SECRET_CHARS
+
 ORDER_ID = re.compile(r"^ord_[A-Za-z0-9_-]{22}$")
-MIN_SECRET_CHARS = 32
 _ACCESS = b"order-access-token:"
 _REQUEST = b"idempotent-request:"
 

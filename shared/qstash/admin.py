@@ -16,13 +16,12 @@ pause/resume, endpoint upserts, a schedule upsert with an id).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Unpack
 
 from shared.qstash import manage as m
 from shared.qstash.connection import QStashConnection
-from shared.qstash.publish import PublishKwargs, PublishOptions
+from shared.qstash.publish import PublishKwargs, PublishOptions, json_body
 
 
 def _body(body: bytes | str | object, content_type: str | None) -> tuple[bytes, str | None]:
@@ -30,8 +29,7 @@ def _body(body: bytes | str | object, content_type: str | None) -> tuple[bytes, 
         return body, content_type
     if isinstance(body, str):
         return body.encode("utf-8"), content_type
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return data, content_type or "application/json"
+    return json_body(body), content_type or "application/json"
 
 
 class QStashAdmin(QStashConnection):

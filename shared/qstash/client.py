@@ -16,7 +16,6 @@ the deadline, then `TransportTimeout`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
@@ -34,13 +33,10 @@ from shared.qstash.publish import (
     PublishResult,
     build_batch_request,
     build_publish_request,
+    json_body,
     parse_batch_response,
     parse_publish_response,
 )
-
-
-def _json_body(body: object) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class QStash(QStashConnection):
@@ -85,7 +81,7 @@ class QStash(QStashConnection):
                                   deduplication_id="order-42", deadline=2.0)
         """
         return await self.publish(
-            url, _json_body(body), content_type="application/json", deadline=deadline, **options
+            url, json_body(body), content_type="application/json", deadline=deadline, **options
         )
 
     async def batch_json(
@@ -104,7 +100,7 @@ class QStash(QStashConnection):
                 url = fields.pop("url")
             except KeyError:
                 raise ValueError("every batch item needs a 'url'") from None
-            body = _json_body(fields.pop("body", None))
+            body = json_body(fields.pop("body", None))
             try:
                 options = PublishOptions(content_type="application/json", **fields)
             except TypeError as exc:

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Self
 
-from shared.config import check_token, check_url
+from shared.config import check_deadline, check_token, check_url
 from shared.errors import ConfigError, TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse, Transport
 
@@ -31,13 +31,6 @@ def _default_transport() -> Transport:
     from shared.http.httpx_transport import HttpxTransport  # CPython only
 
     return HttpxTransport()
-
-
-def check_deadline(deadline: float) -> float:
-    """`deadline` when it is a positive number of seconds, else `ValueError`."""
-    if isinstance(deadline, bool) or not deadline > 0:
-        raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
-    return deadline
 
 
 class QStashConnection:

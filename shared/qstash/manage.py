@@ -11,7 +11,6 @@ format is the one the official SDKs speak. No client, transport or clock here (s
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from shared.qstash.publish import (
     PublishOptions,
     api_error,
     check_destination,
+    json_body,
     json_payload,
     publish_headers,
 )
@@ -101,10 +101,6 @@ def _request(
     return HttpRequest(method, url, all_headers, body, timeout)
 
 
-def _json_body(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One endpoint of a URL group: its URL and an optional name."""
@@ -133,7 +129,7 @@ def build_upsert_endpoints(
         raise ValueError("a url group needs at least one endpoint")
     path = f"/v2/topics/{check_group_name(group)}/endpoints"
     headers = {"Content-Type": "application/json"}
-    body = _json_body({"endpoints": items})
+    body = json_body({"endpoints": items})
     return _request("POST", base_url, token, path, headers=headers, body=body, timeout=timeout)
 
 
@@ -159,7 +155,7 @@ def build_remove_endpoints(
         raise ValueError("name at least one endpoint to remove")
     path = f"/v2/topics/{check_group_name(group)}/endpoints"
     headers = {"Content-Type": "application/json"}
-    body = _json_body({"endpoints": items})
+    body = json_body({"endpoints": items})
     return _request("DELETE", base_url, token, path, headers=headers, body=body, timeout=timeout)
 
 

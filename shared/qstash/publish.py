@@ -256,6 +256,11 @@ def _result(item: object, status: int) -> PublishResult:
     )
 
 
+def json_body(data: object) -> bytes:
+    """Compact UTF-8 JSON: the one encoding of every JSON body sent to QStash."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def json_payload(response: HttpResponse) -> Any:
     """The JSON body of a 2xx answer; any other status (or a body that is not JSON) is a
     `QStashError`. Every QStash answer parser starts here."""
