@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from shared.errors import TransportTimeout
 
 
 def _safe_url(url: str) -> str:
@@ -72,3 +75,19 @@ class Transport(Protocol):
     """
 
     async def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+async def send_within(transport: Transport, request: HttpRequest, what: str) -> HttpResponse:
+    """`transport.send(request)` with `request.timeout` bounding the WHOLE exchange.
+
+    A transport whose `total_deadline` is true enforces that itself (both transports here
+    do), so no second timer is armed (in Pyodide each is a JS `setTimeout`); any other
+    is wrapped in one. Past the deadline: `TransportTimeout` naming `what`.
+    """
+    if getattr(transport, "total_deadline", False):
+        return await transport.send(request)
+    try:
+        async with asyncio.timeout(request.timeout):
+            return await transport.send(request)
+    except TimeoutError:
+        raise TransportTimeout(f"{what} request timed out after {request.timeout:g}s") from None

@@ -22,15 +22,14 @@ that long, well inside Vercel's `maxDuration` (30 s).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 from collections.abc import Sequence
 
 from shared.config import check_deadline, check_url
-from shared.errors import TransportError, UpstashError
-from shared.http.transport import HttpRequest, HttpResponse, Transport
+from shared.errors import TransportError, TransportTimeout, UpstashError
+from shared.http.transport import HttpRequest, HttpResponse, Transport, send_within
 from shared.jobs.email_message import EmailMessage, single_line
 
 log = logging.getLogger(__name__)
@@ -184,10 +183,9 @@ class EmailSender:
             idempotency_key=idempotency_key,
             timeout=self._deadline,
         )
-        try:
-            async with asyncio.timeout(self._deadline):
-                response = await self._transport.send(request)
-        except TimeoutError as exc:  # the whole exchange, whatever phase it hung in
+        try:  # the deadline bounds the whole exchange, whatever phase it hangs in
+            response = await send_within(self._transport, request, "email")
+        except TransportTimeout as exc:
             late = f"no answer within the {self._deadline:g}s deadline"
             raise EmailSendError(None, late, retryable=True) from exc
         except TransportError as exc:  # its message names the method and error type only

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Self
 
 from shared.config import check_deadline, check_token, check_url
 from shared.errors import ConfigError, TransportError, TransportTimeout
-from shared.http.transport import HttpRequest, HttpResponse, Transport
+from shared.http.transport import HttpRequest, HttpResponse, Transport, send_within
 
 DEFAULT_URL = "https://qstash.upstash.io"
 TOKEN_VAR = "QSTASH_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -98,18 +99,26 @@ class QStashConnection:
         self, request: HttpRequest, *, retryable: bool = False, deadline: float | None = None
     ) -> HttpResponse:
         """One exchange under a total deadline; a transport failure is retried (bounded by
-        attempts and by the deadline) only when `retryable`."""
+        attempts and by the deadline) only when `retryable`. Each attempt gets what is left
+        of the deadline as its own timeout, which the transport enforces (`send_within`):
+        no timer of our own."""
         limit = self._deadline_for(deadline)
-        try:
-            async with asyncio.timeout(limit):
-                attempt = 1
-                while True:
-                    try:
-                        return await self._transport.send(request)
-                    except TransportError:
-                        if not retryable or attempt >= self._attempts:
-                            raise
-                        await asyncio.sleep(RETRY_BASE_DELAY * 2 ** (attempt - 1))
-                        attempt += 1
-        except TimeoutError:
-            raise TransportTimeout(f"QStash request timed out after {limit:g}s") from None
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + limit
+        attempt = 1
+        while True:
+            left = ends - loop.time()
+            if left <= 0:
+                raise TransportTimeout(f"QStash request timed out after {limit:g}s")
+            try:
+                return await send_within(self._transport, replace(request, timeout=left), "QStash")
+            except TransportTimeout:
+                raise TransportTimeout(f"QStash request timed out after {limit:g}s") from None
+            except TransportError:
+                if not retryable or attempt >= self._attempts:
+                    raise
+                delay = RETRY_BASE_DELAY * 2 ** (attempt - 1)
+                if loop.time() + delay >= ends:
+                    raise TransportTimeout(f"QStash request timed out after {limit:g}s") from None
+                await asyncio.sleep(delay)
+                attempt += 1

@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 from shared.background import defer
 from shared.durations import Duration, parse_duration_ms
-from shared.errors import TransportError, TransportTimeout, UpstashError
-from shared.http.transport import HttpRequest, Transport
+from shared.errors import TransportError, UpstashError
+from shared.http.transport import HttpRequest, Transport, send_within
 from shared.ratelimit import lua
 from shared.ratelimit.limiter import DEFAULT_PREFIX
 from shared.ratelimit.result import Reason
@@ -211,15 +211,8 @@ class Protection:
         if self.ip_list_url is None or self._transport is None:
             raise ValueError("no ip_list_url configured")
         self.fetches += 1
-        try:
-            async with asyncio.timeout(self._fetch_timeout):  # total: httpx's is per phase
-                response = await self._transport.send(
-                    HttpRequest("GET", self.ip_list_url, timeout=self._fetch_timeout)
-                )
-        except TimeoutError:
-            raise TransportTimeout(
-                f"IP list fetch timed out after {self._fetch_timeout:g}s"
-            ) from None
+        request = HttpRequest("GET", self.ip_list_url, timeout=self._fetch_timeout)
+        response = await send_within(self._transport, request, "IP list")  # whole fetch
         if response.status != 200:
             raise ValueError(f"IP list source answered HTTP {response.status}")
         if len(response.body) > MAX_LIST_BYTES:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.errors import TransportError, TransportTimeout
-from shared.http.transport import HttpRequest, HttpResponse, Transport
+from shared.http.transport import HttpRequest, Transport, send_within
 from shared.redis.command import Command, Decoder
 from shared.redis.config import RestEndpoint
 from shared.redis.protocol import PATHS, Mode, Reply, command_error, encode_body, parse_response
@@ -142,7 +142,7 @@ class Exchange:
                     )
             request = HttpRequest("POST", url, self.headers(), body, left)
             try:
-                response = await self._deadline(request, commands[0].name)
+                response = await send_within(self.transport, request, commands[0].name)
                 break
             except TransportError:
                 if attempt >= retry.attempts or not options.retryable(commands):
@@ -159,17 +159,6 @@ class Exchange:
                 await asyncio.sleep(delay)
         self.remember(response.header(SYNC_HEADER))
         return parse_response(response.status, response.body, mode, len(commands))
-
-    async def _deadline(self, request: HttpRequest, name: str) -> HttpResponse:
-        """The transport's send under a total deadline (httpx's timeouts are per phase); a
-        transport whose `total_deadline` is true enforces `request.timeout` itself."""
-        if getattr(self.transport, "total_deadline", False):
-            return await self.transport.send(request)
-        try:
-            async with asyncio.timeout(request.timeout):
-                return await self.transport.send(request)
-        except TimeoutError:
-            raise TransportTimeout(f"{name} request timed out after {request.timeout:g}s") from None
 
 
 __all__ = ["SYNC_HEADER", "CallOptions", "Exchange"]
