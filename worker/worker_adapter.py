@@ -14,13 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import js
+from js_fetch import JsFetchTransport
 from pyodide.ffi import to_js
-from pyodide.http import pyfetch
 from workers import Response as WorkerResponse
 
 from shared.app.assembly import AppBundle, build_app
 from shared.background import background
-from shared.http import FetchTransport
 from shared.scope import request_scope
 from shared.web.geo import cf_country
 from shared.web.http import Headers, Request, Response
@@ -54,7 +53,7 @@ class WorkerApp:
 
     def bundle(self, env: Any) -> AppBundle:
         if self._bundle is None:
-            self._bundle = build_app(JsEnv(env), transport=FetchTransport(pyfetch))
+            self._bundle = build_app(JsEnv(env), transport=JsFetchTransport())
         return self._bundle
 
     async def fetch(self, request: Any, env: Any, ctx: Any) -> WorkerResponse:

@@ -62,6 +62,13 @@ def echo_server() -> Iterator[EchoServer]:
         await stopping.wait()  # released at teardown so no handler is left pending
         return web.Response(text="late")
 
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"partial": ')  # the head and a first chunk, then nothing
+        await stopping.wait()
+        return response
+
     async def record(request: web.Request) -> web.Response:
         records.append(await request.json())
         return web.json_response({"ok": True})
@@ -70,6 +77,7 @@ def echo_server() -> Iterator[EchoServer]:
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_get("/bytes", raw_bytes)
     app.router.add_route("*", "/hang", hang)
+    app.router.add_get("/drip", drip)
     app.router.add_post("/record", record)
 
     loop = asyncio.new_event_loop()

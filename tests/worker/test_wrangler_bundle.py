@@ -37,10 +37,12 @@ def test_output_holds_entry_adapter_and_shared(worker_bundle: Any) -> None:
     modules = worker_bundle.modules()
     assert "entry.py" in modules
     assert "worker_adapter.py" in modules
+    assert "js_fetch.py" in modules
     for name in SHARED_SAMPLES:
         assert name in modules, f"{name} missing from {modules}"
     python = [m for m in modules if m.endswith(".py")]
-    assert all(m in ("entry.py", "worker_adapter.py") or m.startswith("shared/") for m in python)
+    root = ("entry.py", "worker_adapter.py", "js_fetch.py")
+    assert all(m in root or m.startswith("shared/") for m in python)
 
 
 def test_output_has_no_project_clutter(worker_bundle: Any) -> None:

@@ -1,8 +1,10 @@
 """Inside Pyodide: `shared.http.FetchTransport` over `pyodide.http.pyfetch` and `workers.fetch`,
-against the CPython test's loopback echo server (ENV: ECHO_URL, REFUSED_URL)."""
+and the Worker's own `JsFetchTransport` (worker/js_fetch.py), against the CPython test's
+loopback echo server (ENV: ECHO_URL, REFUSED_URL)."""
 
 import base64
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +14,10 @@ from pyodide.http import pyfetch
 from pyodide_checks import Checks
 
 from shared.errors import TransportError, TransportTimeout
-from shared.http import FetchTransport, HttpRequest
+from shared.http import FetchTransport, HttpRequest, Transport
+
+sys.path.insert(0, "/repo/worker")  # the Worker's modules sit at its bundle root
+from js_fetch import HEADER_SETS_KEPT, JsFetchTransport
 
 ENV: dict[str, str] = globals()["ENV"]
 ECHO = ENV["ECHO_URL"]
@@ -29,7 +34,7 @@ def echoed(body: bytes) -> dict[str, Any]:
     return data
 
 
-def cases(transport: FetchTransport) -> dict[str, Callable[[], Awaitable[None]]]:
+def cases(transport: Transport) -> dict[str, Callable[[], Awaitable[None]]]:
     async def post_json() -> None:
         payload = json.dumps({"name": "café ☕", "n": 1}).encode()
         response = await transport.send(
@@ -66,14 +71,6 @@ def cases(transport: FetchTransport) -> dict[str, Callable[[], Awaitable[None]]]
         got = base64.b64decode(echoed(response.body)["body_b64"])
         assert got == payload, f"sent {len(payload)} bytes, server got {len(got)}: {got[:40]!r}"
 
-    async def bytes_body_passed_as_is_roundtrips() -> None:
-        # The fix proposed for FetchTransport: hand the body bytes to fetch unchanged; Pyodide's
-        # to_js turns them into a Uint8Array, so every byte arrives.
-        payload = bytes(range(256))
-        response = await transport._fetch(f"{ECHO}/echo", method="POST", body=payload)
-        got = base64.b64decode(echoed(await response.bytes())["body_b64"])
-        assert got == payload, f"sent {len(payload)} bytes, server got {len(got)}"
-
     async def timeout_raises_transport_timeout() -> None:
         started = time.monotonic()
         try:
@@ -83,6 +80,26 @@ def cases(transport: FetchTransport) -> dict[str, Callable[[], Awaitable[None]]]
             assert elapsed < 2.0, elapsed
         else:
             raise AssertionError("no TransportTimeout")
+
+    async def timeout_bounds_the_body_too() -> None:
+        started = time.monotonic()
+        try:
+            await transport.send(HttpRequest("GET", f"{ECHO}/drip", timeout=0.5))
+        except TransportTimeout:
+            elapsed = time.monotonic() - started
+            assert elapsed < 2.0, elapsed
+        else:
+            raise AssertionError("no TransportTimeout for a body that never ends")
+
+    async def header_sets_never_mix() -> None:
+        # Every header set is its own (JsFetchTransport reuses the JS object per set), also
+        # past the number of sets kept.
+        for n in range(HEADER_SETS_KEPT + 3):
+            response = await transport.send(
+                HttpRequest("GET", f"{ECHO}/echo", headers={"X-N": str(n), "X-Same": "s"})
+            )
+            got = echoed(response.body)["headers"]
+            assert (got["x-n"], got["x-same"]) == (str(n), "s"), got
 
     async def connection_refused_raises_transport_error() -> None:
         try:
@@ -101,19 +118,30 @@ def cases(transport: FetchTransport) -> dict[str, Callable[[], Awaitable[None]]]
             get_without_body,
             binary_response_body,
             binary_request_body,
-            bytes_body_passed_as_is_roundtrips,
             timeout_raises_transport_timeout,
+            timeout_bounds_the_body_too,
+            header_sets_never_mix,
             connection_refused_raises_transport_error,
         )
     }
 
 
-# FetchTransport decodes the body with surrogateescape and sends a str: every byte >= 0x80
-# reaches the server as U+FFFD (3 bytes). Fix in shared/http/fetch.py: pass `request.body`.
-XFAIL: dict[str, str] = {}
+async def bytes_body_passed_as_is_roundtrips() -> None:
+    # FetchTransport hands the body bytes to fetch unchanged; Pyodide's to_js turns them into
+    # a Uint8Array, so every byte arrives (a str would turn bytes >= 0x80 into U+FFFD).
+    payload = bytes(range(256))
+    response = await pyfetch(f"{ECHO}/echo", method="POST", body=payload)
+    got = base64.b64decode(echoed(await response.bytes())["body_b64"])
+    assert got == payload, f"sent {len(payload)} bytes, server got {len(got)}"
 
-for fetch_name, fetch_fn in FETCHES.items():
-    for case_name, case_fn in cases(FetchTransport(fetch_fn)).items():
-        checks.add(f"{fetch_name}:{case_name}", case_fn, xfail=XFAIL.get(case_name))
+
+checks.add("pyfetch:bytes_body_passed_as_is_roundtrips", bytes_body_passed_as_is_roundtrips)
+TRANSPORTS: dict[str, Transport] = {
+    **{name: FetchTransport(fetch_fn) for name, fetch_fn in FETCHES.items()},
+    "js_fetch_transport": JsFetchTransport(),
+}
+for transport_name, transport in TRANSPORTS.items():
+    for case_name, case_fn in cases(transport).items():
+        checks.add(f"{transport_name}:{case_name}", case_fn)
 
 await checks.run()  # noqa: F704
