@@ -38,7 +38,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "app": CORE | INFRA | {"web", "jobs", "orders", "settings"},
 }
 # Never imported by shared/: other programs, and the platforms' own modules.
-FOREIGN = ("devstack", "worker", "worker_adapter", "js_fetch", "vercel_api", "tests", "bench", "tools")
+FOREIGN = (
+    "devstack",
+    "worker",
+    "worker_adapter",
+    "js_fetch",
+    "vercel_api",
+    "tests",
+    "bench",
+    "tools",
+)
 PLATFORM = ("js", "pyodide", "workers")
 
 
