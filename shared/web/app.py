@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import replace
+from contextvars import ContextVar
 
 from shared.web.errors import error_response, response_for
 from shared.web.http import HttpError, Request, Response
@@ -39,6 +39,10 @@ MAX_HEADER_BYTES = 32 * 1024
 # Job-path answers given before the caller is authenticated: anyone can cause them, so they
 # are throttled instead of reported one by one.
 UNAUTHENTICATED_STATUSES = frozenset({401, 403, 405, 413, 415, 431})
+
+
+# What escaped any layer of the request being handled (mapped further out), for the report.
+_FAILURES: ContextVar[list[BaseException] | None] = ContextVar("app_failures", default=None)
 
 
 def new_request_id() -> str:
@@ -70,17 +74,31 @@ class App:
         self._throttle = report_throttle or ReportThrottle()
         self._max_header_fields = max_header_fields
         self._max_header_bytes = max_header_bytes
-
-    def _chain(self, failures: list[BaseException]) -> Handler:
-        handler: Handler = _capturing(self.router.dispatch, failures)
-        for middleware in reversed(self._middleware):
-            handler = _capturing(_wrap(middleware, handler), failures)
-        return handler
+        # Built once: each layer is one closure; the failures it records go to the list of
+        # the request being handled (a context variable), not to a chain built per request.
+        handler: Handler = _capturing(self.router.dispatch)
+        for outer in reversed(self._middleware):
+            handler = _layer(outer, handler)
+        self._handler = handler
 
     async def handle(self, request: Request) -> Response:
-        request = replace(request, request_id=request.request_id or request_id_for(request))
+        if not request.request_id:
+            request = request.evolve(request_id=request_id_for(request))
         started = time.perf_counter()
         failures: list[BaseException] = []  # what escaped any layer (mapped further out)
+        token = _FAILURES.set(failures)
+        try:
+            response = await self._answer(request)
+        finally:
+            _FAILURES.reset(token)
+        response.headers["x-request-id"] = request.request_id
+        if self._reporter is not None and self._should_report(request, response):
+            self._report(request, response, failures[-1] if failures else None)
+        if log.isEnabledFor(logging.WARNING if response.status >= 500 else logging.INFO):
+            _log_request(request, response, time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         if self._headers_too_large(request):
             response = error_response(
                 431,
@@ -89,13 +107,9 @@ class App:
             )
         else:
             try:
-                response = await self._chain(failures)(request)
+                response = await self._handler(request)
             except Exception as exc:
                 response = response_for(exc, request.request_id)
-        response.headers["x-request-id"] = request.request_id
-        if self._reporter is not None and self._should_report(request, response):
-            self._report(request, response, failures[-1] if failures else None)
-        _log_request(request, response, time.perf_counter() - started)
         return response
 
     def _headers_too_large(self, request: Request) -> bool:
@@ -152,23 +166,31 @@ def _throttle_key(
     return None
 
 
-def _wrap(middleware: Middleware, inner: Handler) -> Handler:
+def _record(exc: BaseException) -> None:
+    """Notes an exception escaping a layer (once), so the report can name its type even when
+    an outer middleware turns it into a response."""
+    failures = _FAILURES.get()
+    if failures is not None and (not failures or failures[-1] is not exc):
+        failures.append(exc)
+
+
+def _layer(middleware: Middleware, inner: Handler) -> Handler:
     async def call(request: Request) -> Response:
-        return await middleware(request, inner)
+        try:
+            return await middleware(request, inner)
+        except Exception as exc:
+            _record(exc)
+            raise
 
     return call
 
 
-def _capturing(handler: Handler, failures: list[BaseException]) -> Handler:
-    """Records an exception escaping `handler` (once), so the report can name its type even
-    when an outer middleware turns it into a response."""
-
+def _capturing(handler: Handler) -> Handler:
     async def call(request: Request) -> Response:
         try:
             return await handler(request)
         except Exception as exc:
-            if not failures or failures[-1] is not exc:
-                failures.append(exc)
+            _record(exc)
             raise
 
     return call
@@ -197,4 +219,4 @@ def _log_request(request: Request, response: Response, seconds: float) -> None:
     if "x-cache" in response.headers:
         record["cache"] = response.headers["x-cache"]
     level = logging.WARNING if response.status >= 500 else logging.INFO
-    log.log(level, "%s", json.dumps(record, separators=(",", ":")))
+    log.log(level, "%s", json.dumps(record, separators=(",", ":")))  # the caller checked level

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
@@ -66,7 +66,10 @@ class Router:
             if route.method != method:
                 allowed.add(route.method)
                 continue
-            response = await route.handler(replace(request, path_params=match.groupdict()))
+            params = match.groupdict()
+            response = await route.handler(
+                request.evolve(path_params=params) if params else request
+            )
             if request.method == "HEAD":
                 response.body = b""
             return response
