@@ -17,6 +17,7 @@ from shared.errors import ConfigError
 from shared.qstash.flow_control import FlowControl
 from shared.qstash.flow_control import parse_rate as parse_flow_rate
 from shared.redis.config import RestEndpoint, endpoint_from_env
+from shared.routes import CONFIRMATION_JOB, FLUSH_OUTBOX, SMOKE_JOB, public_url
 from shared.web.reporting import ErrorReporter, load_reporter, log_error_report
 
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
@@ -251,12 +252,12 @@ class Settings:
     @property
     def flush_url(self) -> str:
         """The public URL of the outbox flush (Vercel Cron, or a QStash schedule)."""
-        return f"{self.app_url}/api/cron/flush-outbox"
+        return public_url(self.app_url, FLUSH_OUTBOX)
 
     @property
     def smoke_url(self) -> str:
         """The public URL of the smoke-check job (`make smoke`'s QStash round trip)."""
-        return f"{self.app_url}/api/jobs/smoke"
+        return public_url(self.app_url, SMOKE_JOB)
 
     @property
     def forward_headers(self) -> dict[str, str]:
@@ -267,7 +268,7 @@ class Settings:
     @property
     def job_url(self) -> str:
         """The public URL QStash calls for the confirmation job (and signs as `sub`)."""
-        return f"{self.app_url}/api/jobs/send-confirmation"
+        return public_url(self.app_url, CONFIRMATION_JOB)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

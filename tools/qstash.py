@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.errors import ConfigError, UpstashError
 from shared.jobs import operations as ops
 from shared.qstash import QStashAdmin
+from shared.routes import FLUSH_OUTBOX, public_url
 from shared.settings import app_url_from
 
 
@@ -91,6 +92,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         if args.command == "schedule-flush":
             app_url = app_url_from(env)
+            flush_url = public_url(app_url, FLUSH_OUTBOX)
             bypass = str(env.get("VERCEL_AUTOMATION_BYPASS_SECRET") or "").strip()
             forward = {"x-vercel-protection-bypass": bypass} if bypass else {}
             schedule_id = await ops.create_flush_schedule(
@@ -99,7 +101,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             emit(
                 args,
                 {"scheduleId": schedule_id, "cron": args.cron},
-                [f"{schedule_id}: GET {app_url}{ops.FLUSH_PATH} on '{args.cron}' (signed)"],
+                [f"{schedule_id}: GET {flush_url} on '{args.cron}' (signed)"],
             )
         elif args.command == "schedules":
             schedules = await admin.list_schedules()

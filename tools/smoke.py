@@ -28,12 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from shared.app.system_routes import smoke_key
 from shared.errors import ConfigError, UpstashError
 from shared.http import HttpxTransport
 from shared.qstash import QStash
 from shared.ratelimit import Ratelimit, sliding_window
 from shared.redis import Redis, Script
 from shared.redis.config import endpoint_from_env
+from shared.routes import SMOKE_JOB, public_url
 
 SKIP_MESSAGE = (
     "smoke: skipped: UPSTASH_REDIS_REST_URL/UPSTASH_REDIS_REST_TOKEN "
@@ -88,18 +90,18 @@ async def check_round_trip(
     bypass = (env.get("VERCEL_AUTOMATION_BYPASS_SECRET") or "").strip()
     headers = {"x-vercel-protection-bypass": bypass} if bypass else {}
     published = await qstash.publish_json(
-        f"{app_url}/api/jobs/smoke", {"nonce": nonce}, retries=0, headers=headers
+        public_url(app_url, SMOKE_JOB), {"nonce": nonce}, retries=0, headers=headers
     )
     deadline = time.monotonic() + timeout
     delay = 0.2
     while time.monotonic() < deadline:
-        if await redis.get(f"smoke:{nonce}") is not None:
-            await redis.delete(f"smoke:{nonce}")
+        if await redis.get(smoke_key(nonce)) is not None:
+            await redis.delete(smoke_key(nonce))
             return published.message_id
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 2.0)
     raise SmokeFailure(
-        f"QStash round trip: smoke:{nonce} did not appear within {timeout:g}s "
+        f"QStash round trip: {smoke_key(nonce)} did not appear within {timeout:g}s "
         f"(message {published.message_id}). Does {app_url} run this app with the same "
         "Redis, signing keys and APP_URL? Check the QStash console's logs/DLQ."
     )
@@ -130,7 +132,7 @@ async def run(env: Mapping[str, str], out: Callable[[str], None] = print) -> int
             qstash = QStash(token, url=qstash_url, transport=transport)
             timeout = float(env.get("SMOKE_TIMEOUT") or 60)
             message = await step(
-                f"QStash round trip {qstash_url} -> {app_url}/api/jobs/smoke",
+                f"QStash round trip {qstash_url} -> {public_url(app_url, SMOKE_JOB)}",
                 check_round_trip(redis, qstash, app_url, env, timeout),
             )
             out(f"smoke: message {message} delivered, signature verified by the deployment")

@@ -14,9 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.app.system_routes import (
-    CRON_PATH,
-    DEAD_LETTERS_PATH,
-    SMOKE_PATH,
     cron_routes,
     dead_letter_routes,
     health_routes,
@@ -28,7 +25,7 @@ from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
 from shared.jobs.outbox import DeadJob, DeadLetterHook, Outbox
 from shared.orders.api import order_routes_create
-from shared.orders.confirmation import JOB_PATH, confirmation_routes, job_redis
+from shared.orders.confirmation import confirmation_routes, job_redis
 from shared.orders.read_api import order_routes_read
 from shared.orders.records import OrderTokens
 from shared.orders.repository import RedisOrderRepository
@@ -42,6 +39,7 @@ from shared.ratelimit import (
     sliding_window,
 )
 from shared.redis import Redis
+from shared.routes import CONFIRMATION_JOB, DEAD_LETTER, FLUSH_OUTBOX, ORDERS, SMOKE_JOB, fill
 from shared.settings import Settings
 from shared.web.api_keys import ApiKeys, api_key_middleware, keyed_identifier
 from shared.web.app import App, Middleware
@@ -169,7 +167,7 @@ def dead_letter_reporter(reporter: ErrorReporter) -> DeadLetterHook:
             ErrorReport(
                 request_id=request_id if isinstance(request_id, str) else letter.job.id,
                 status=letter.status,
-                path=f"{DEAD_LETTERS_PATH}/{letter.job.id}",
+                path=fill(DEAD_LETTER, id=letter.job.id),
                 error_type="QStashError",
                 message=f"Outbox job dead-lettered: {letter.error}"[:200],
             )
@@ -184,7 +182,7 @@ def outbox_middleware(outbox: Outbox) -> Middleware:
 
     async def middleware(request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
-        if response.status < 400 and request.path != CRON_PATH and outbox.should_flush():
+        if response.status < 400 and request.path != FLUSH_OUTBOX and outbox.should_flush():
             defer(outbox.flush())
         return response
 
@@ -239,17 +237,19 @@ def build_app(
         outbox_middleware(services.outbox),
         rate_limit_middleware(
             services.limiter,
-            exempt={JOB_PATH, CRON_PATH, SMOKE_PATH},
+            exempt={CONFIRMATION_JOB, FLUSH_OUTBOX, SMOKE_JOB},
             identify=keyed_identifier(keys),
         ),
-        json_body_middleware(allowed_methods=router.allowed_methods, exempt={JOB_PATH, SMOKE_PATH}),
-        api_key_middleware(keys, protected={("POST", "/api/orders")}),
+        json_body_middleware(
+            allowed_methods=router.allowed_methods, exempt={CONFIRMATION_JOB, SMOKE_JOB}
+        ),
+        api_key_middleware(keys, protected={("POST", ORDERS)}),
     ]
     if services.order_slots is not None:  # innermost: a refused key takes no slot
         middleware.append(
             concurrency_middleware(
                 services.order_slots,
-                routes={("POST", "/api/orders")},
+                routes={("POST", ORDERS)},
                 identify=keyed_identifier(keys),
             )
         )
@@ -257,6 +257,6 @@ def build_app(
         router,
         middleware=middleware,
         error_reporter=settings.error_reporter,
-        job_paths={JOB_PATH, SMOKE_PATH},
+        job_paths={CONFIRMATION_JOB, SMOKE_JOB},
     )
     return AppBundle(app, settings, services)

@@ -25,15 +25,20 @@ from shared.errors import SignatureError, UpstashError
 from shared.jobs.outbox import Outbox
 from shared.qstash import NON_RETRYABLE, Receiver
 from shared.redis import Redis
+from shared.routes import (
+    DEAD_LETTER,
+    DEAD_LETTER_RETRY,
+    DEAD_LETTERS,
+    FLUSH_OUTBOX,
+    SMOKE_JOB,
+    SMOKE_NONCE_PATTERN,
+)
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response, loads_bounded
 from shared.web.router import Router
 
-CRON_PATH = "/api/cron/flush-outbox"
-DEAD_LETTERS_PATH = "/api/admin/outbox/dead"
-SMOKE_PATH = "/api/jobs/smoke"
 SMOKE_TTL_S = 600
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_NONCE = re.compile(SMOKE_NONCE_PATTERN)
 
 
 def smoke_key(nonce: str) -> str:
@@ -81,7 +86,7 @@ def cron_routes(
     bounded in time and subrequests."""
     router = Router()
 
-    @router.route("GET", CRON_PATH)
+    @router.route("GET", FLUSH_OUTBOX)
     async def flush_outbox(request: Request) -> Response:
         signature = request.headers.get("upstash-signature")
         if signature is not None and receiver is not None and flush_url is not None:
@@ -108,7 +113,7 @@ def dead_letter_routes(outbox: Outbox, cron_secret: str | None) -> Router:
     """List, replay and drop the jobs QStash refused permanently (CRON_SECRET bearer)."""
     router = Router()
 
-    @router.route("GET", DEAD_LETTERS_PATH)
+    @router.route("GET", DEAD_LETTERS)
     async def list_dead(request: Request) -> Response:
         require_cron_secret(request, cron_secret)
         letters = await outbox.dead_letters()
@@ -129,20 +134,20 @@ def dead_letter_routes(outbox: Outbox, cron_secret: str | None) -> Router:
             }
         )
 
-    @router.route("POST", DEAD_LETTERS_PATH + "/{job_id}/retry")
+    @router.route("POST", DEAD_LETTER_RETRY)
     async def retry_dead(request: Request) -> Response:
         require_cron_secret(request, cron_secret)
-        outcome = await outbox.replay(request.path_params["job_id"])
+        outcome = await outbox.replay(request.path_params["id"])
         if outcome is None:
             raise HttpError(404, "No such dead letter")
         if outcome == "dead":
             raise HttpError(409, "QStash refused the job again; it is back in the dead letters")
         return Response.json({"status": outcome}, 200 if outcome == "published" else 202)
 
-    @router.route("DELETE", DEAD_LETTERS_PATH + "/{job_id}")
+    @router.route("DELETE", DEAD_LETTER)
     async def drop_dead(request: Request) -> Response:
         require_cron_secret(request, cron_secret)
-        if not await outbox.discard(request.path_params["job_id"]):
+        if not await outbox.discard(request.path_params["id"]):
             raise HttpError(404, "No such dead letter")
         return Response(204)
 
@@ -153,7 +158,7 @@ def smoke_routes(redis: Redis[Any], receiver: Receiver, smoke_url: str) -> Route
     """The smoke-check job: signature verified against `smoke_url`, arrival recorded."""
     router = Router()
 
-    @router.route("POST", SMOKE_PATH)
+    @router.route("POST", SMOKE_JOB)
     async def smoke(request: Request) -> Response:
         try:
             receiver.verify(request.headers.get("upstash-signature"), request.body, url=smoke_url)

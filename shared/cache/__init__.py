@@ -7,7 +7,7 @@ result = await cache.get_or_load_result(f"order:{oid}", lambda: repo.get(oid), c
 headers["X-Cache"] = result.status        # HIT | MISS | STALE | BYPASS
 """
 
-from shared.cache.cache import Cache
+from shared.cache.cache import Cache, LoadOptions
 from shared.cache.codec import AdapterCodec, Codec, CodecLike, JsonCodec, ModelCodec, as_codec
 from shared.cache.entry import MAX_KEY_LENGTH, Entry, decode_entry, encode_entry
 from shared.cache.result import CacheResult, CacheStatus
@@ -22,6 +22,7 @@ __all__ = [
     "CodecLike",
     "Entry",
     "JsonCodec",
+    "LoadOptions",
     "ModelCodec",
     "as_codec",
     "decode_entry",

@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from shared.background import defer
 from shared.cache.codec import CodecLike, as_codec
@@ -51,6 +51,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Loader = Callable[[], Awaitable[T]]
+
+
+class LoadOptions(TypedDict, total=False):
+    """Per-call overrides of the cache's defaults for `get_or_load` and `get_or_load_result`
+    (absent or None: the `Cache(...)` default)."""
+
+    ttl: Duration | None
+    stale_ttl: Duration | None
+    negative_ttl: Duration | None
+    codec: CodecLike[Any] | None
 
 
 def _refreshing() -> builtins.set[str]:
@@ -138,10 +148,10 @@ class Cache:
 
     def _policy(
         self,
-        ttl: Duration | None,
-        stale_ttl: Duration | None,
-        negative_ttl: Duration | None,
-        codec: CodecLike[Any] | None,
+        ttl: Duration | None = None,
+        stale_ttl: Duration | None = None,
+        negative_ttl: Duration | None = None,
+        codec: CodecLike[Any] | None = None,
     ) -> Policy:
         d = self._default
         if ttl is None and stale_ttl is None and negative_ttl is None and codec is None:
@@ -167,7 +177,7 @@ class Cache:
         raw = await self._store.get(rkey)
         if isinstance(raw, Failed):
             return None
-        found = self._store.read(rkey, raw, self._policy(None, None, None, codec))
+        found = self._store.read(rkey, raw, self._policy(codec=codec))
         return None if found is None else found.value
 
     async def set(
@@ -184,7 +194,7 @@ class Cache:
         Returns False when Redis failed (logged) or there was nothing to write.
         """
         rkey = self.key(key)
-        return await self._store.put(rkey, value, self._policy(ttl, stale_ttl, None, codec))
+        return await self._store.put(rkey, value, self._policy(ttl, stale_ttl, codec=codec))
 
     async def invalidate(self, *keys: str) -> bool:
         """Deletes the entries of `keys` in ONE command, and defeats the write of any load
@@ -195,37 +205,19 @@ class Cache:
         rkeys = [self.key(k) for k in keys]
         return await self._store.invalidate([(r, self._lock(r), self._marker(r)) for r in rkeys])
 
-    async def get_or_load(
-        self,
-        key: str,
-        loader: Loader[T],
-        *,
-        ttl: Duration | None = None,
-        stale_ttl: Duration | None = None,
-        negative_ttl: Duration | None = None,
-        codec: CodecLike[Any] | None = None,
-    ) -> T:
+    async def get_or_load(self, key: str, loader: Loader[T], **options: Unpack[LoadOptions]) -> T:
         """The cached value, else `await loader()` (then cached). A loader returning None
         means "not found". Never raises for Redis trouble; the loader's own exceptions
-        propagate (and nothing is cached)."""
-        result = await self.get_or_load_result(
-            key, loader, ttl=ttl, stale_ttl=stale_ttl, negative_ttl=negative_ttl, codec=codec
-        )
-        return result.value
+        propagate (and nothing is cached). `options`: `ttl`, `stale_ttl`, `negative_ttl`,
+        `codec` for this call (`LoadOptions`)."""
+        return (await self.get_or_load_result(key, loader, **options)).value
 
     async def get_or_load_result(
-        self,
-        key: str,
-        loader: Loader[T],
-        *,
-        ttl: Duration | None = None,
-        stale_ttl: Duration | None = None,
-        negative_ttl: Duration | None = None,
-        codec: CodecLike[Any] | None = None,
+        self, key: str, loader: Loader[T], **options: Unpack[LoadOptions]
     ) -> CacheResult[T]:
         """Like `get_or_load`, with the status for an `X-Cache` header."""
         rkey = self.key(key)
-        policy = self._policy(ttl, stale_ttl, negative_ttl, codec)
+        policy = self._policy(**options)
         return await self._flight.run(rkey, lambda: self._lookup_or_load(rkey, loader, policy))
 
     # -- the paths -------------------------------------------------------------------------

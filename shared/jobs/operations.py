@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 
 from shared.qstash.admin import QStashAdmin
 from shared.qstash.manage import DlqMessage, LogEvent
+from shared.routes import FLUSH_OUTBOX, public_url
 
-FLUSH_PATH = "/api/cron/flush-outbox"
 FLUSH_CRON = "*/5 * * * *"
 FLUSH_RETRIES = 2
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -44,7 +44,7 @@ async def create_flush_schedule(
     signed by QStash on `cron`; returns its id. `forward_headers` (the Vercel protection
     bypass) are forwarded with every call."""
     return await admin.create_schedule(
-        app_url.rstrip("/") + FLUSH_PATH,
+        public_url(app_url, FLUSH_OUTBOX),
         cron,
         schedule_id=flush_schedule_id(app_url),
         method="GET",

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from shared.orders.service import OrderService
+from shared.routes import OPENAPI, ORDERS
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.router import Handler, Router
@@ -48,11 +49,11 @@ def order_routes_create(
             raise HttpError(503, UNAVAILABLE)
         return loaded[0]
 
-    @router.route("POST", "/api/orders")
+    @router.route("POST", ORDERS)
     async def create_order(request: Request) -> Response:
         return await handlers()[0](request)
 
-    @router.route("GET", "/api/openapi.json")
+    @router.route("GET", OPENAPI)
     async def openapi_json(request: Request) -> Response:
         return await handlers()[1](request)
 

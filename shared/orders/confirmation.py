@@ -41,23 +41,26 @@ from shared.orders.repository import OrderRepository
 from shared.qstash import NON_RETRYABLE, Receiver
 from shared.ratelimit import Ratelimit
 from shared.redis import Redis, RetryPolicy, delete_if_equals
+from shared.routes import CONFIRMATION_JOB
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response, loads_bounded
 from shared.web.router import Router
 
 log = logging.getLogger(__name__)
 
-JOB_PATH = "/api/jobs/send-confirmation"
 SENT_TTL_S = 7 * 24 * 3600
 LEASE_MS = 60_000
-JOB_REDIS_TIMEOUT_S = 3.0  # each Redis call of the job; one attempt (QStash retries the job)
+JOB_REDIS_TIMEOUT_S = 3.0  # each Redis call of the job as a whole; one attempt (QStash retries)
 GIVE_BACK_TIMEOUT_S = 1.0  # refund and lease release together, best effort
 
 
 def job_redis(redis: Redis[Any]) -> Redis[Any]:
-    """The job's view of Redis: a 3 s deadline per call and no retry in process, so a
-    hanging Redis costs each step one short timeout (the route's sum stays bounded)."""
-    return redis.with_options(timeout=JOB_REDIS_TIMEOUT_S, retry=RetryPolicy.never())
+    """The job's view of Redis: a 3 s deadline per call as a whole (a script's NOSCRIPT
+    fallback included) and no retry in process, so a hanging Redis costs each step one
+    short timeout (the route's sum stays bounded)."""
+    return redis.with_options(
+        timeout=JOB_REDIS_TIMEOUT_S, retry=RetryPolicy.never(), total_timeout=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ def confirmation_routes(
                     return_exceptions=True,
                 )
 
-    @router.route("POST", JOB_PATH)
+    @router.route("POST", CONFIRMATION_JOB)
     async def send_confirmation(request: Request) -> Response:
         try:
             receiver.verify(request.headers.get("upstash-signature"), request.body, url=job_url)

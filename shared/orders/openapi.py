@@ -20,9 +20,21 @@ from shared.orders.models import (
     OrderOut,
 )
 from shared.orders.records import ORDER_ID
+from shared.routes import (
+    CONFIRMATION_JOB,
+    DEAD_LETTER,
+    DEAD_LETTER_RETRY,
+    DEAD_LETTERS,
+    FLUSH_OUTBOX,
+    HEALTH,
+    OPENAPI,
+    ORDER,
+    ORDERS,
+    SMOKE_JOB,
+    SMOKE_NONCE_PATTERN,
+)
 
 JOB_ORDER_ID_PATTERN = ORDER_ID.pattern
-SMOKE_NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 
 _EXTRA_SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -219,7 +231,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
             },
         },
         "paths": {
-            "/api/orders": {
+            ORDERS: {
                 "post": {
                     "operationId": "createOrder",
                     "summary": "Create an order; the confirmation email follows through QStash",
@@ -240,7 +252,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/orders/{id}": {
+            ORDER: {
                 "get": {
                     "operationId": "getOrder",
                     "summary": "Read an order with its access token",
@@ -259,7 +271,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     "responses": _responses({"204": {"description": "erased"}}, 403, 404, 429, 503),
                 },
             },
-            "/api/health": {
+            HEALTH: {
                 "get": {
                     "operationId": "health",
                     "summary": "Redis reachability and latency",
@@ -270,14 +282,14 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/api/openapi.json": {
+            OPENAPI: {
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document",
                     "responses": _responses({"200": ok_json}, 403, 429),
                 }
             },
-            "/api/jobs/send-confirmation": {
+            CONFIRMATION_JOB: {
                 "post": {
                     "operationId": "sendConfirmation",
                     "summary": "QStash delivers the confirmation job here (signed); sends the "
@@ -295,7 +307,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/jobs/smoke": {
+            SMOKE_JOB: {
                 "post": {
                     "operationId": "smokeJob",
                     "summary": "The far end of `make smoke`: QStash delivers a nonce (signed)",
@@ -307,7 +319,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/cron/flush-outbox": {
+            FLUSH_OUTBOX: {
                 "get": {
                     "operationId": "flushOutbox",
                     "summary": "Publish the jobs left in the outbox (Vercel Cron, QStash schedule)",
@@ -318,7 +330,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/admin/outbox/dead": {
+            DEAD_LETTERS: {
                 "get": {
                     "operationId": "listDeadLetters",
                     "summary": "Jobs QStash refused permanently (the outbox's dead letters)",
@@ -329,7 +341,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/admin/outbox/dead/{id}/retry": {
+            DEAD_LETTER_RETRY: {
                 "post": {
                     "operationId": "retryDeadLetter",
                     "summary": "Publish a dead letter again (200 published, 202 queued)",
@@ -344,7 +356,7 @@ def openapi_document(app_url: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/api/admin/outbox/dead/{id}": {
+            DEAD_LETTER: {
                 "delete": {
                     "operationId": "dropDeadLetter",
                     "summary": "Drop a dead letter",

@@ -21,6 +21,7 @@ from shared.orders.records import (
     order_key,
 )
 from shared.orders.repository import OrderRepository
+from shared.routes import ORDER
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.ratelimiting import rate_gate
@@ -50,9 +51,9 @@ def order_routes_read(repository: OrderRepository, cache: Cache, tokens: OrderTo
         record = await repository.get(order_id)
         return None if record is None else _stored(record)
 
-    @router.route("GET", "/api/orders/{order_id}")
+    @router.route("GET", ORDER)
     async def get_order(request: Request) -> Response:
-        order_id = request.path_params["order_id"]
+        order_id = request.path_params["id"]
         if not ORDER_ID.match(order_id):
             raise HttpError(404, NOT_FOUND)
         result = await cache.get_or_load_result(order_key(order_id), lambda: load(order_id))
@@ -64,9 +65,9 @@ def order_routes_read(repository: OrderRepository, cache: Cache, tokens: OrderTo
             public, headers={"x-cache": result.status, "cache-control": "no-store"}
         )
 
-    @router.route("DELETE", "/api/orders/{order_id}")
+    @router.route("DELETE", ORDER)
     async def delete_order(request: Request) -> Response:
-        order_id = request.path_params["order_id"]
+        order_id = request.path_params["id"]
         await rate_gate()
         record = await repository.get(order_id) if ORDER_ID.match(order_id) else None
         if record is None or not allowed(request, order_id, record.legacy_token_sha256):

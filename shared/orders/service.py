@@ -124,10 +124,13 @@ class OrderService:
         order_ttl_s: int = 0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        # The request path's view of Redis: 3 s per call and no retry in process (the client
-        # retries with its Idempotency-Key), so a slow Redis costs each step one short
-        # timeout and the route's worst case stays well below the platforms' limits.
-        self._redis = redis.with_options(timeout=REQUEST_REDIS_TIMEOUT_S, retry=RetryPolicy.never())
+        # The request path's view of Redis: 3 s per call as a whole (a script's NOSCRIPT
+        # fallback included) and no retry in process (the client retries with its
+        # Idempotency-Key), so a slow Redis costs each step one short timeout and the
+        # route's worst case stays well below the platforms' limits.
+        self._redis = redis.with_options(
+            timeout=REQUEST_REDIS_TIMEOUT_S, retry=RetryPolicy.never(), total_timeout=True
+        )
         self._outbox = outbox
         self._tokens = tokens
         self._job_url = job_url

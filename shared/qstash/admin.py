@@ -43,27 +43,23 @@ class QStashAdmin(QStashConnection):
 
     async def upsert_endpoints(self, group: str, endpoints: Sequence[m.Endpoint | str]) -> None:
         """Adds endpoints to `group`, creating it when new."""
-        req = m.build_upsert_endpoints(
-            self._url, self._token, group, endpoints, timeout=self._deadline
-        )
+        req = m.build_upsert_endpoints(self._url, self._token, group, endpoints)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def remove_endpoints(self, group: str, endpoints: Sequence[m.Endpoint | str]) -> None:
-        req = m.build_remove_endpoints(
-            self._url, self._token, group, endpoints, timeout=self._deadline
-        )
+        req = m.build_remove_endpoints(self._url, self._token, group, endpoints)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def get_url_group(self, group: str) -> m.UrlGroup:
-        req = m.build_get_url_group(self._url, self._token, group, timeout=self._deadline)
+        req = m.build_get_url_group(self._url, self._token, group)
         return m.parse_url_group(await self._send(req, retryable=True))
 
     async def list_url_groups(self) -> list[m.UrlGroup]:
-        req = m.build_list_url_groups(self._url, self._token, timeout=self._deadline)
+        req = m.build_list_url_groups(self._url, self._token)
         return m.parse_url_groups(await self._send(req, retryable=True))
 
     async def delete_url_group(self, group: str) -> None:
-        req = m.build_delete_url_group(self._url, self._token, group, timeout=self._deadline)
+        req = m.build_delete_url_group(self._url, self._token, group)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def publish_to_group(
@@ -77,9 +73,7 @@ class QStashAdmin(QStashConnection):
         """One message per endpoint of `group`; a non-bytes/str body is sent as JSON."""
         data, ctype = _body(body, content_type)
         opts = PublishOptions(content_type=ctype, **options)
-        req = m.build_publish_to_group(
-            self._url, self._token, group, data, opts, timeout=self._deadline
-        )
+        req = m.build_publish_to_group(self._url, self._token, group, data, opts)
         return m.parse_group_publish(await self._send(req, retryable=opts.deduplicated))
 
     # ------------------------------------------------------------ schedules
@@ -98,46 +92,39 @@ class QStashAdmin(QStashConnection):
         data, ctype = _body(body, content_type)
         opts = PublishOptions(content_type=ctype, **options)
         req = m.build_create_schedule(
-            self._url,
-            self._token,
-            destination,
-            cron,
-            data,
-            opts,
-            schedule_id=schedule_id,
-            timeout=self._deadline,
+            self._url, self._token, destination, cron, data, opts, schedule_id=schedule_id
         )
         return m.parse_schedule_id(await self._send(req, retryable=schedule_id is not None))
 
     async def get_schedule(self, schedule_id: str) -> m.Schedule:
-        req = m.build_get_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
+        req = m.build_get_schedule(self._url, self._token, schedule_id)
         return m.parse_schedule(await self._send(req, retryable=True))
 
     async def list_schedules(self) -> list[m.Schedule]:
-        req = m.build_list_schedules(self._url, self._token, timeout=self._deadline)
+        req = m.build_list_schedules(self._url, self._token)
         return m.parse_schedules(await self._send(req, retryable=True))
 
     async def pause_schedule(self, schedule_id: str) -> None:
-        req = m.build_pause_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
+        req = m.build_pause_schedule(self._url, self._token, schedule_id)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def resume_schedule(self, schedule_id: str) -> None:
-        req = m.build_resume_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
+        req = m.build_resume_schedule(self._url, self._token, schedule_id)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def delete_schedule(self, schedule_id: str) -> None:
-        req = m.build_delete_schedule(self._url, self._token, schedule_id, timeout=self._deadline)
+        req = m.build_delete_schedule(self._url, self._token, schedule_id)
         m.expect_ok(await self._send(req, retryable=True))
 
     # ------------------------------------------------------------ messages, DLQ, logs
 
     async def get_message(self, message_id: str) -> m.MessageInfo:
         """A message not yet delivered (404 `QStashError` once delivered or dead)."""
-        req = m.build_get_message(self._url, self._token, message_id, timeout=self._deadline)
+        req = m.build_get_message(self._url, self._token, message_id)
         return m.parse_message(await self._send(req, retryable=True))
 
     async def cancel_message(self, message_id: str) -> None:
-        req = m.build_cancel_message(self._url, self._token, message_id, timeout=self._deadline)
+        req = m.build_cancel_message(self._url, self._token, message_id)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def list_dlq(
@@ -147,28 +134,21 @@ class QStashAdmin(QStashConnection):
         count: int | None = None,
         filters: Mapping[str, str | int] | None = None,
     ) -> m.DlqPage:
-        req = m.build_list_dlq(
-            self._url,
-            self._token,
-            cursor=cursor,
-            count=count,
-            filters=filters,
-            timeout=self._deadline,
-        )
+        req = m.build_list_dlq(self._url, self._token, cursor=cursor, count=count, filters=filters)
         return m.parse_dlq_page(await self._send(req, retryable=True))
 
     async def get_dlq(self, dlq_id: str) -> m.DlqMessage:
-        req = m.build_get_dlq(self._url, self._token, dlq_id, timeout=self._deadline)
+        req = m.build_get_dlq(self._url, self._token, dlq_id)
         return m.parse_dlq_message(await self._send(req, retryable=True))
 
     async def delete_dlq(self, dlq_id: str) -> None:
-        req = m.build_delete_dlq(self._url, self._token, dlq_id, timeout=self._deadline)
+        req = m.build_delete_dlq(self._url, self._token, dlq_id)
         m.expect_ok(await self._send(req, retryable=True))
 
     async def retry_dlq(self, dlq_id: str, **options: Unpack[PublishKwargs]) -> str:
         """Publishes the dead message again (options override its own); the new message id."""
         opts = PublishOptions(**options) if options else None
-        req = m.build_retry_dlq(self._url, self._token, dlq_id, opts, timeout=self._deadline)
+        req = m.build_retry_dlq(self._url, self._token, dlq_id, opts)
         return m.parse_retry(await self._send(req))
 
     async def logs(
@@ -181,16 +161,10 @@ class QStashAdmin(QStashConnection):
     ) -> m.LogPage:
         """Log events (newest first), of one message when `message_id` is given."""
         req = m.build_list_events(
-            self._url,
-            self._token,
-            message_id=message_id,
-            state=state,
-            cursor=cursor,
-            count=count,
-            timeout=self._deadline,
+            self._url, self._token, message_id=message_id, state=state, cursor=cursor, count=count
         )
         return m.parse_log_page(await self._send(req, retryable=True))
 
     async def flow_control(self, key: str) -> m.FlowControlInfo:
-        req = m.build_get_flow_control(self._url, self._token, key, timeout=self._deadline)
+        req = m.build_get_flow_control(self._url, self._token, key)
         return m.parse_flow_control_info(await self._send(req, retryable=True))

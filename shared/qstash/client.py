@@ -63,7 +63,7 @@ class QStash(QStashConnection):
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         opts = PublishOptions(content_type=content_type, **options)
         limit = self._deadline_for(deadline)
-        request = build_publish_request(self._url, self._token, url, data, opts, timeout=limit)
+        request = build_publish_request(self._url, self._token, url, data, opts)
         response = await self._send(request, retryable=opts.deduplicated, deadline=limit)
         return parse_publish_response(response)
 
@@ -107,7 +107,7 @@ class QStash(QStashConnection):
                 raise ValueError(f"unknown batch option: {exc}") from None
             batch.append(BatchMessage(url=str(url), body=body, options=options))
         limit = self._deadline_for(deadline)
-        request = build_batch_request(self._url, self._token, batch, timeout=limit)
+        request = build_batch_request(self._url, self._token, batch)
         retryable = all(m.options.deduplicated for m in batch)
         response = await self._send(request, retryable=retryable, deadline=limit)
         return parse_batch_response(response, len(batch))

@@ -15,13 +15,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from shared.errors import QStashError
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.qstash.publish import (
     PublishOptions,
     api_error,
+    api_request,
     check_destination,
     json_body,
     json_payload,
@@ -30,7 +31,6 @@ from shared.qstash.publish import (
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a URL group name or schedule id
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#LW-]+")
-DEFAULT_TIMEOUT = 10.0
 LOG_STATES = frozenset(
     {
         "CREATED",
@@ -64,6 +64,18 @@ def _segment(name: str, value: str) -> str:
     return quote(value, safe="")
 
 
+def _page(cursor: str | None, count: int | None, *, most: int) -> dict[str, str]:
+    """The paging part of a list query: `cursor`, and `count` (an integer 1..`most`)."""
+    query: dict[str, str] = {}
+    if cursor is not None:
+        query["cursor"] = str(cursor)
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most:
+            raise ValueError(f"count must be an integer 1..{most}, got {count!r}")
+        query["count"] = str(count)
+    return query
+
+
 def check_group_name(name: str) -> str:
     """A URL group name: 1-128 of letters, digits, '.', '_', '-' (never a URL)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -83,24 +95,6 @@ def check_cron(cron: str) -> str:
     return " ".join(cron.split())
 
 
-def _request(
-    method: str,
-    base_url: str,
-    token: str,
-    path: str,
-    *,
-    query: Mapping[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-    body: bytes = b"",
-    timeout: float = DEFAULT_TIMEOUT,
-) -> HttpRequest:
-    url = f"{base_url}{path}"
-    if query:
-        url += "?" + urlencode(dict(query))
-    all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
-    return HttpRequest(method, url, all_headers, body, timeout)
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One endpoint of a URL group: its URL and an optional name."""
@@ -114,8 +108,6 @@ def build_upsert_endpoints(
     token: str,
     group: str,
     endpoints: Sequence[Endpoint | str],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`POST /v2/topics/{group}/endpoints` (creates the group when new)."""
     items: list[dict[str, str]] = []
@@ -130,7 +122,7 @@ def build_upsert_endpoints(
     path = f"/v2/topics/{check_group_name(group)}/endpoints"
     headers = {"Content-Type": "application/json"}
     body = json_body({"endpoints": items})
-    return _request("POST", base_url, token, path, headers=headers, body=body, timeout=timeout)
+    return api_request("POST", base_url, token, path, headers=headers, body=body)
 
 
 def build_remove_endpoints(
@@ -138,8 +130,6 @@ def build_remove_endpoints(
     token: str,
     group: str,
     endpoints: Sequence[Endpoint | str],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`DELETE /v2/topics/{group}/endpoints` with the endpoints (by url or name) to remove."""
     items: list[dict[str, str]] = []
@@ -156,32 +146,22 @@ def build_remove_endpoints(
     path = f"/v2/topics/{check_group_name(group)}/endpoints"
     headers = {"Content-Type": "application/json"}
     body = json_body({"endpoints": items})
-    return _request("DELETE", base_url, token, path, headers=headers, body=body, timeout=timeout)
+    return api_request("DELETE", base_url, token, path, headers=headers, body=body)
 
 
-def build_get_url_group(
-    base_url: str, token: str, group: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_get_url_group(base_url: str, token: str, group: str) -> HttpRequest:
     """`GET /v2/topics/{group}`."""
-    return _request(
-        "GET", base_url, token, f"/v2/topics/{check_group_name(group)}", timeout=timeout
-    )
+    return api_request("GET", base_url, token, f"/v2/topics/{check_group_name(group)}")
 
 
-def build_list_url_groups(
-    base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_list_url_groups(base_url: str, token: str) -> HttpRequest:
     """`GET /v2/topics`."""
-    return _request("GET", base_url, token, "/v2/topics", timeout=timeout)
+    return api_request("GET", base_url, token, "/v2/topics")
 
 
-def build_delete_url_group(
-    base_url: str, token: str, group: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_delete_url_group(base_url: str, token: str, group: str) -> HttpRequest:
     """`DELETE /v2/topics/{group}`."""
-    return _request(
-        "DELETE", base_url, token, f"/v2/topics/{check_group_name(group)}", timeout=timeout
-    )
+    return api_request("DELETE", base_url, token, f"/v2/topics/{check_group_name(group)}")
 
 
 def build_publish_to_group(
@@ -190,13 +170,11 @@ def build_publish_to_group(
     group: str,
     body: bytes,
     options: PublishOptions,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`POST /v2/publish/{group}`: one message per endpoint of the group."""
     path = f"/v2/publish/{check_group_name(group)}"
     headers = publish_headers(options)
-    return _request("POST", base_url, token, path, headers=headers, body=body, timeout=timeout)
+    return api_request("POST", base_url, token, path, headers=headers, body=body)
 
 
 def schedule_headers(
@@ -222,7 +200,6 @@ def build_create_schedule(
     options: PublishOptions | None = None,
     *,
     schedule_id: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`POST /v2/schedules/{destination}`; destination is a URL or a URL group name.
 
@@ -234,62 +211,48 @@ def build_create_schedule(
         check_group_name(destination)
     headers = schedule_headers(cron, options or PublishOptions(), schedule_id)
     path = f"/v2/schedules/{destination}"
-    return _request("POST", base_url, token, path, headers=headers, body=body, timeout=timeout)
+    return api_request("POST", base_url, token, path, headers=headers, body=body)
 
 
-def build_get_schedule(
-    base_url: str, token: str, schedule_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def _schedule_path(schedule_id: str, action: str = "") -> str:
+    return f"/v2/schedules/{_segment('schedule_id', schedule_id)}{action}"
+
+
+def build_get_schedule(base_url: str, token: str, schedule_id: str) -> HttpRequest:
     """`GET /v2/schedules/{id}`."""
-    path = f"/v2/schedules/{_segment('schedule_id', schedule_id)}"
-    return _request("GET", base_url, token, path, timeout=timeout)
+    return api_request("GET", base_url, token, _schedule_path(schedule_id))
 
 
-def build_list_schedules(
-    base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_list_schedules(base_url: str, token: str) -> HttpRequest:
     """`GET /v2/schedules`."""
-    return _request("GET", base_url, token, "/v2/schedules", timeout=timeout)
+    return api_request("GET", base_url, token, "/v2/schedules")
 
 
-def build_delete_schedule(
-    base_url: str, token: str, schedule_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_delete_schedule(base_url: str, token: str, schedule_id: str) -> HttpRequest:
     """`DELETE /v2/schedules/{id}`."""
-    path = f"/v2/schedules/{_segment('schedule_id', schedule_id)}"
-    return _request("DELETE", base_url, token, path, timeout=timeout)
+    return api_request("DELETE", base_url, token, _schedule_path(schedule_id))
 
 
-def build_pause_schedule(
-    base_url: str, token: str, schedule_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_pause_schedule(base_url: str, token: str, schedule_id: str) -> HttpRequest:
     """`PATCH /v2/schedules/{id}/pause`."""
-    path = f"/v2/schedules/{_segment('schedule_id', schedule_id)}/pause"
-    return _request("PATCH", base_url, token, path, timeout=timeout)
+    return api_request("PATCH", base_url, token, _schedule_path(schedule_id, "/pause"))
 
 
-def build_resume_schedule(
-    base_url: str, token: str, schedule_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_resume_schedule(base_url: str, token: str, schedule_id: str) -> HttpRequest:
     """`PATCH /v2/schedules/{id}/resume`."""
-    path = f"/v2/schedules/{_segment('schedule_id', schedule_id)}/resume"
-    return _request("PATCH", base_url, token, path, timeout=timeout)
+    return api_request("PATCH", base_url, token, _schedule_path(schedule_id, "/resume"))
 
 
-def build_get_message(
-    base_url: str, token: str, message_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_get_message(base_url: str, token: str, message_id: str) -> HttpRequest:
     """`GET /v2/messages/{id}` (a message not yet delivered)."""
     path = f"/v2/messages/{_segment('message_id', message_id)}"
-    return _request("GET", base_url, token, path, timeout=timeout)
+    return api_request("GET", base_url, token, path)
 
 
-def build_cancel_message(
-    base_url: str, token: str, message_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_cancel_message(base_url: str, token: str, message_id: str) -> HttpRequest:
     """`DELETE /v2/messages/{id}`."""
     path = f"/v2/messages/{_segment('message_id', message_id)}"
-    return _request("DELETE", base_url, token, path, timeout=timeout)
+    return api_request("DELETE", base_url, token, path)
 
 
 def build_list_dlq(
@@ -299,39 +262,24 @@ def build_list_dlq(
     cursor: str | None = None,
     count: int | None = None,
     filters: Mapping[str, str | int] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`GET /v2/dlq?cursor=..&count=..&<filters>`; filters use `DLQ_FILTERS`' names."""
-    query: dict[str, str] = {}
-    if cursor is not None:
-        query["cursor"] = str(cursor)
-    if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
-            raise ValueError(f"count must be an integer 1..100, got {count!r}")
-        query["count"] = str(count)
+    query = _page(cursor, count, most=100)
     for name, value in (filters or {}).items():
         if name not in DLQ_FILTERS:
             raise ValueError(f"unknown dlq filter {name!r} (one of {sorted(DLQ_FILTERS)})")
         query[DLQ_FILTERS[name]] = str(value)
-    return _request("GET", base_url, token, "/v2/dlq", query=query, timeout=timeout)
+    return api_request("GET", base_url, token, "/v2/dlq", query=query)
 
 
-def build_get_dlq(
-    base_url: str, token: str, dlq_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_get_dlq(base_url: str, token: str, dlq_id: str) -> HttpRequest:
     """`GET /v2/dlq/{dlqId}`."""
-    return _request(
-        "GET", base_url, token, f"/v2/dlq/{_segment('dlq_id', dlq_id)}", timeout=timeout
-    )
+    return api_request("GET", base_url, token, f"/v2/dlq/{_segment('dlq_id', dlq_id)}")
 
 
-def build_delete_dlq(
-    base_url: str, token: str, dlq_id: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_delete_dlq(base_url: str, token: str, dlq_id: str) -> HttpRequest:
     """`DELETE /v2/dlq/{dlqId}`."""
-    return _request(
-        "DELETE", base_url, token, f"/v2/dlq/{_segment('dlq_id', dlq_id)}", timeout=timeout
-    )
+    return api_request("DELETE", base_url, token, f"/v2/dlq/{_segment('dlq_id', dlq_id)}")
 
 
 def build_retry_dlq(
@@ -339,13 +287,11 @@ def build_retry_dlq(
     token: str,
     dlq_id: str,
     options: PublishOptions | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`POST /v2/dlq/retry/{dlqId}`; `options` override the dead message's (e.g. retries)."""
     path = f"/v2/dlq/retry/{_segment('dlq_id', dlq_id)}"
     headers = publish_headers(options) if options is not None else {}
-    return _request("POST", base_url, token, path, headers=headers, timeout=timeout)
+    return api_request("POST", base_url, token, path, headers=headers)
 
 
 def build_list_events(
@@ -356,7 +302,6 @@ def build_list_events(
     state: str | None = None,
     cursor: str | None = None,
     count: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> HttpRequest:
     """`GET /v2/events` (QStash's logs), newest first, filtered by message or state."""
     query: dict[str, str] = {}
@@ -367,21 +312,14 @@ def build_list_events(
         if state not in LOG_STATES:
             raise ValueError(f"state must be one of {sorted(LOG_STATES)}, got {state!r}")
         query["state"] = state
-    if cursor is not None:
-        query["cursor"] = str(cursor)
-    if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
-            raise ValueError(f"count must be an integer 1..1000, got {count!r}")
-        query["count"] = str(count)
-    return _request("GET", base_url, token, "/v2/events", query=query, timeout=timeout)
+    query.update(_page(cursor, count, most=1000))
+    return api_request("GET", base_url, token, "/v2/events", query=query)
 
 
-def build_get_flow_control(
-    base_url: str, token: str, key: str, *, timeout: float = DEFAULT_TIMEOUT
-) -> HttpRequest:
+def build_get_flow_control(base_url: str, token: str, key: str) -> HttpRequest:
     """`GET /v2/flowControl/{key}`: the key's wait list, in-flight count and rate window."""
     path = f"/v2/flowControl/{_segment('key', key)}"
-    return _request("GET", base_url, token, path, timeout=timeout)
+    return api_request("GET", base_url, token, path)
 
 
 # ---------------------------------------------------------------- response parsing
@@ -397,6 +335,14 @@ def _dict(value: object, what: str, status: int = 200) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise QStashError(status, f"{what} is not a JSON object")
     return value
+
+
+def _list(response: HttpResponse, what: str) -> list[Any]:
+    """A JSON array answer, or a `QStashError` saying what was expected."""
+    payload = json_payload(response)
+    if not isinstance(payload, list):
+        raise QStashError(response.status, f"expected a list {what}")
+    return payload
 
 
 def _field(data: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -453,10 +399,7 @@ def parse_url_group(response: HttpResponse) -> UrlGroup:
 
 
 def parse_url_groups(response: HttpResponse) -> list[UrlGroup]:
-    payload = json_payload(response)
-    if not isinstance(payload, list):
-        raise QStashError(response.status, "expected a list of url groups")
-    return [_url_group(item) for item in payload]
+    return [_url_group(item) for item in _list(response, "of url groups")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,11 +413,8 @@ class GroupPublishResult:
 
 def parse_group_publish(response: HttpResponse) -> list[GroupPublishResult]:
     """A URL-group publish answers a list, one item per endpoint."""
-    payload = json_payload(response)
-    if not isinstance(payload, list):
-        raise QStashError(response.status, "expected a list (one message per endpoint)")
     results = []
-    for item in payload:
+    for item in _list(response, "(one message per endpoint)"):
         d = _dict(item, "publish result")
         results.append(
             GroupPublishResult(
@@ -557,10 +497,7 @@ def parse_schedule(response: HttpResponse) -> Schedule:
 
 
 def parse_schedules(response: HttpResponse) -> list[Schedule]:
-    payload = json_payload(response)
-    if not isinstance(payload, list):
-        raise QStashError(response.status, "expected a list of schedules")
-    return [_schedule(item) for item in payload]
+    return [_schedule(item) for item in _list(response, "of schedules")]
 
 
 @dataclass(frozen=True, slots=True)

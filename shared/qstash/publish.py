@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from shared.durations import Duration, format_duration, parse_duration_ms
 from shared.errors import QStashError, QStashRateLimited
@@ -27,6 +27,7 @@ METHODS: frozenset[str] = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
 _RATE_LIMIT_PREFIXES = ("ratelimit-", "burst-ratelimit-")
 _MAX_ERROR_TEXT = 300
+DEFAULT_TIMEOUT = 10.0  # of a built request, until a client sends it under its deadline
 
 
 class PublishKwargs(TypedDict, total=False):
@@ -163,23 +164,34 @@ def publish_headers(options: PublishOptions) -> dict[str, str]:
     return headers
 
 
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def api_request(
+    method: str,
+    base_url: str,
+    token: str,
+    path: str,
+    *,
+    query: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> HttpRequest:
+    """A request to QStash's API (`path` is `/v2/...`, appended raw): the bearer token, then
+    `headers`. Its timeout is a default for direct use: the clients send every request with
+    what is left of the call's deadline (`QStashConnection._send`), the one place it is set.
+    """
+    url = f"{base_url}{path}"
+    if query:
+        url += "?" + urlencode(dict(query))
+    all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+    return HttpRequest(method, url, all_headers, body, DEFAULT_TIMEOUT)
 
 
 def build_publish_request(
-    base_url: str,
-    token: str,
-    destination: str,
-    body: bytes,
-    options: PublishOptions,
-    *,
-    timeout: float = 10.0,
+    base_url: str, token: str, destination: str, body: bytes, options: PublishOptions
 ) -> HttpRequest:
     """`POST {base_url}/v2/publish/{destination}`; the destination URL is appended raw."""
     check_destination("url", destination)
-    headers = {**_auth(token), **publish_headers(options)}
-    return HttpRequest("POST", f"{base_url}/v2/publish/{destination}", headers, body, timeout)
+    path = f"/v2/publish/{destination}"
+    return api_request("POST", base_url, token, path, headers=publish_headers(options), body=body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +203,7 @@ class BatchMessage:
     options: PublishOptions = PublishOptions()
 
 
-def build_batch_request(
-    base_url: str, token: str, messages: Sequence[BatchMessage], *, timeout: float = 10.0
-) -> HttpRequest:
+def build_batch_request(base_url: str, token: str, messages: Sequence[BatchMessage]) -> HttpRequest:
     """`POST {base_url}/v2/batch` with a JSON array of `{destination, headers, body}`."""
     if not messages:
         raise ValueError("a batch needs at least one message")
@@ -207,10 +217,9 @@ def build_batch_request(
         items.append(
             {"destination": message.url, "headers": publish_headers(message.options), "body": text}
         )
-    headers = {**_auth(token), "Content-Type": "application/json"}
-    return HttpRequest(
-        "POST", f"{base_url}/v2/batch", headers, json.dumps(items).encode("utf-8"), timeout
-    )
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps(items).encode("utf-8")
+    return api_request("POST", base_url, token, "/v2/batch", headers=headers, body=body)
 
 
 def api_error(response: HttpResponse) -> QStashError:

@@ -26,6 +26,18 @@ def _flag(args: list[Arg], on: bool, name: str) -> None:
         args.append(name)
 
 
+def _option(args: list[Arg], name: str, value: Arg | None) -> None:
+    if value is not None:
+        args += [name, value]
+
+
+def _zrange(key: str, start: int | str, stop: int | str, byscore: bool, rev: bool) -> list[Arg]:
+    args: list[Arg] = ["ZRANGE", key, start, stop]
+    _flag(args, byscore, "BYSCORE")
+    _flag(args, rev, "REV")
+    return args
+
+
 class CommandMethods(ABC, Generic[V]):
     @abstractmethod
     def _run(self, command: Command[T]) -> Awaitable[T]: ...
@@ -109,10 +121,8 @@ class CommandMethods(ABC, Generic[V]):
         if nx and xx:
             raise ValueError("set: nx and xx exclude each other")
         args: list[Arg] = ["SET", key, value]
-        if ex is not None:
-            args += ["EX", ex]
-        if px is not None:
-            args += ["PX", px]
+        _option(args, "EX", ex)
+        _option(args, "PX", px)
         _flag(args, nx, "NX")
         _flag(args, xx, "XX")
         _flag(args, keepttl, "KEEPTTL")
@@ -199,12 +209,9 @@ class CommandMethods(ABC, Generic[V]):
         type: str | None = None,
     ) -> Awaitable[tuple[int, list[V]]]:
         args: list[Arg] = ["SCAN", cursor]
-        if match is not None:
-            args += ["MATCH", match]
-        if count is not None:
-            args += ["COUNT", count]
-        if type is not None:
-            args += ["TYPE", type]
+        _option(args, "MATCH", match)
+        _option(args, "COUNT", count)
+        _option(args, "TYPE", type)
         return self._cmd(args, p.scan_page, read_only=True)
 
     # -- hashes --------------------------------------------------------------------------
@@ -342,10 +349,7 @@ class CommandMethods(ABC, Generic[V]):
         byscore: bool = False,
         rev: bool = False,
     ) -> Awaitable[list[V]]:
-        args: list[Arg] = ["ZRANGE", key, start, stop]
-        _flag(args, byscore, "BYSCORE")
-        _flag(args, rev, "REV")
-        return self._cmd(args, p.values, read_only=True)
+        return self._cmd(_zrange(key, start, stop, byscore, rev), p.values, read_only=True)
 
     def zrange_withscores(
         self,
@@ -356,10 +360,7 @@ class CommandMethods(ABC, Generic[V]):
         byscore: bool = False,
         rev: bool = False,
     ) -> Awaitable[list[tuple[V, float]]]:
-        args: list[Arg] = ["ZRANGE", key, start, stop]
-        _flag(args, byscore, "BYSCORE")
-        _flag(args, rev, "REV")
-        args.append("WITHSCORES")
+        args = [*_zrange(key, start, stop, byscore, rev), "WITHSCORES"]
         return self._cmd(args, p.scored, read_only=True)
 
     def zremrangebyscore(self, key: str, min: float | str, max: float | str) -> Awaitable[int]:

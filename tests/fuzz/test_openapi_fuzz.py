@@ -34,7 +34,7 @@ from schemathesis.generation import GenerationMode
 from devstack.dev import app_env
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
-from shared.orders.confirmation import JOB_PATH
+from shared.routes import CONFIRMATION_JOB as JOB_PATH
 from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
 

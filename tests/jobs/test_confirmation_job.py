@@ -21,13 +21,20 @@ from devstack.dev import DEV_EMAIL_KEY
 from shared.app.assembly import AppBundle, build_app
 from shared.http import HttpxTransport
 from shared.jobs.email import EmailSender
-from shared.orders.confirmation import JOB_PATH, confirmation_routes
+from shared.orders.confirmation import confirmation_routes
 from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
 from shared.web.app import App
 from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
-from tests.jobs.app_harness import BASE_URL, app_client, app_test_env, signed_job, unique_email
+from tests.jobs.app_harness import (
+    BASE_URL,
+    JOB_PATH,
+    app_client,
+    app_test_env,
+    signed_job,
+    unique_email,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.dev import app_env
+from shared import routes
 from shared.app.assembly import build_app
 from shared.http import HttpxTransport
 from shared.jobs.email_address import EMAIL_PATTERN, LOCAL_LENGTH_PATTERN, MAX_EMAIL_LENGTH
@@ -113,15 +114,25 @@ def test_every_pattern_compiles() -> None:
 
 
 def test_every_route_the_app_serves_is_listed() -> None:
-    """The documented operations are exactly the app's routes (HEAD and OPTIONS aside)."""
+    """The documented operations are exactly the app's routes (HEAD and OPTIONS aside), path
+    templates included."""
     bundle = build_app(app_env(DUMMY_STACK, APP_URL), transport=HttpxTransport())
     served = {
-        (route.method.lower(), re.sub(r"{\w+}", "{id}", route.pattern))
+        (route.method.lower(), route.pattern)
         for route in bundle.app.router._routes
         if route.method not in ("HEAD", "OPTIONS")
     }
     documented = {(method, path) for path, method, _ in operations()}
     assert documented == served
+
+
+def test_every_mounted_route_is_a_path_of_the_routes_module() -> None:
+    """Each route the app serves (HEAD and OPTIONS aside) is one of `shared.routes`' paths,
+    and each of those paths is served."""
+    owned = {v for k, v in vars(routes).items() if k.isupper() and v.startswith("/api/")}
+    bundle = build_app(app_env(DUMMY_STACK, APP_URL), transport=HttpxTransport())
+    served = {r.pattern for r in bundle.app.router._routes if r.method not in ("HEAD", "OPTIONS")}
+    assert served == owned
 
 
 def test_constraints_are_the_servers() -> None:

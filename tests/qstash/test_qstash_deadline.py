@@ -12,7 +12,7 @@ import pytest
 from shared.errors import QStashError, QStashRateLimited, TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import Backoff, DeadJob, Job
-from shared.qstash import QStash
+from shared.qstash import QStash, QStashAdmin
 from shared.qstash.publish import is_permanent
 
 DEST = "https://app.example.com/api/jobs/send-confirmation"
@@ -78,6 +78,19 @@ async def test_per_call_deadline_overrides_the_default() -> None:
         await qstash.publish_json(DEST, {}, deadline=0)
     with pytest.raises(ValueError):
         QStash("tok", url="http://q.local", transport=Hanging(), deadline=-1)
+
+
+async def test_management_calls_are_sent_under_the_clients_deadline() -> None:
+    """A management call to a server that never answers ends at the admin client's deadline
+    (the builders set no timeout of their own that could outlast it)."""
+    hanging = Hanging()
+    admin = QStashAdmin("tok", url="http://q.local", transport=hanging, deadline=0.3)
+    started = time.monotonic()
+    with pytest.raises(TransportTimeout):
+        await admin.list_schedules()
+    with pytest.raises(TransportTimeout):
+        await admin.retry_dlq("dlq_1")
+    assert time.monotonic() - started < 2.0 and hanging.sent == 2
 
 
 @pytest.mark.parametrize(

@@ -26,16 +26,17 @@ ALLOWED: dict[str, frozenset[str]] = {
     "scope": frozenset(),
     "config": frozenset({"errors"}),
     "background": frozenset({"scope"}),
+    "routes": frozenset(),
     "http": CORE,
     "redis": CORE | {"http"},
     "ratelimit": CORE | {"http", "redis"},
     "cache": CORE | {"redis"},
     "qstash": CORE | {"http"},
     "web": CORE | {"http", "ratelimit"},
-    "jobs": CORE | INFRA | {"web"},
-    "orders": CORE | INFRA | {"web", "jobs"},
-    "settings": CORE | INFRA | {"web"},
-    "app": CORE | INFRA | {"web", "jobs", "orders", "settings"},
+    "jobs": CORE | INFRA | {"web", "routes"},
+    "orders": CORE | INFRA | {"web", "jobs", "routes"},
+    "settings": CORE | INFRA | {"web", "routes"},
+    "app": CORE | INFRA | {"web", "jobs", "orders", "settings", "routes"},
 }
 # Never imported by shared/: other programs, and the platforms' own modules.
 FOREIGN = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 
 import pytest
@@ -308,3 +309,26 @@ async def test_a_cancelled_leader_does_not_take_the_others_request_down() -> Non
         with pytest.raises(asyncio.CancelledError):
             await leader
     assert len(t.requests) == 1 and t.requests[0].url.endswith("/pipeline")
+
+
+async def test_optional_arguments_go_on_the_wire_in_order() -> None:
+    """SET's EX/PX and flags, SCAN's MATCH/COUNT/TYPE and ZRANGE's BYSCORE/REV/WITHSCORES are
+    encoded where Redis expects them, and only when given."""
+    t = EchoTransport()
+    pipe = client(t).pipeline()
+    pipe.set("k", "v", ex=5)
+    pipe.set("k", "v", px=7, nx=True, get=True)
+    pipe.scan(3, match="a*", count=10, type="hash")
+    pipe.scan()
+    pipe.zrange("z", 0, 5, byscore=True, rev=True)
+    pipe.zrange_withscores("z", 0, -1, rev=True)
+    with contextlib.suppress(Exception):  # the echoed replies do not parse; the request counts
+        await pipe.exec()
+    assert json.loads(t.requests[0].body) == [
+        ["SET", "k", "v", "EX", 5],
+        ["SET", "k", "v", "PX", 7, "NX", "GET"],
+        ["SCAN", 3, "MATCH", "a*", "COUNT", 10, "TYPE", "hash"],
+        ["SCAN", 0],
+        ["ZRANGE", "z", 0, 5, "BYSCORE", "REV"],
+        ["ZRANGE", "z", 0, -1, "REV", "WITHSCORES"],
+    ]
