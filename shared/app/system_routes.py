@@ -30,6 +30,7 @@ from shared.routes import (
     DEAD_LETTER_RETRY,
     DEAD_LETTERS,
     FLUSH_OUTBOX,
+    HEALTH,
     SMOKE_JOB,
     SMOKE_NONCE_PATTERN,
 )
@@ -48,7 +49,7 @@ def smoke_key(nonce: str) -> str:
 def health_routes(redis: Redis[Any]) -> Router:
     router = Router()
 
-    @router.route("GET", "/api/health")
+    @router.route("GET", HEALTH)
     async def health(request: Request) -> Response:
         started = time.perf_counter()
         try:
