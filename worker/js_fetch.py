@@ -2,11 +2,12 @@
 
 `shared.http.FetchTransport` over `pyfetch` bounds each exchange with a Python timer
 (`asyncio.wait_for`); in Pyodide every timer is a JS `setTimeout` calling back into Python,
-even after it is cancelled. Here the deadline is the request's own `AbortSignal.timeout`,
-which bounds the whole exchange, body included, without entering Python. The JS headers
+even after it is cancelled. Here the deadline is the request's own abort signal, fired by a
+JS timer that calls no Python and is cleared once the exchange is over (`AbortSignal.timeout`
+would fire later all the same): it bounds the whole exchange, body included. The JS headers
 object for a header set is built once and reused (every Redis call sends the same one).
 
-    transport = JsFetchTransport()          # js.fetch, js.AbortSignal
+    transport = JsFetchTransport()          # js.fetch, js.AbortController, js.setTimeout
     response = await transport.send(HttpRequest("POST", url, headers, body, timeout=2.0))
 """
 
@@ -22,8 +23,8 @@ from pyodide.ffi import JsException, to_js
 from shared.errors import TransportError, TransportTimeout
 from shared.http.transport import HttpRequest, HttpResponse
 
-# What a fetch rejects with when its signal fires: `AbortSignal.timeout`'s reason.
-TIMEOUT_ERROR = "TimeoutError"
+# What a fetch rejects with when its signal fires: only the deadline's timer aborts it.
+TIMEOUT_ERROR = "AbortError"
 HEADER_SETS_KEPT = 32
 
 
@@ -45,19 +46,24 @@ class JsFetchTransport:
             self._js_headers[key] = found
         return found
 
-    def _init(self, request: HttpRequest) -> Any:
+    def _init(self, request: HttpRequest, signal: Any) -> Any:
         init: dict[str, Any] = {
             "method": request.method,
             "headers": self._headers(request.headers),
-            "signal": js.AbortSignal.timeout(max(1, math.ceil(request.timeout * 1000))),
+            "signal": signal,
         }
         if request.body:
             init["body"] = to_js(request.body)  # a Uint8Array: every byte as is
         return to_js(init, dict_converter=js.Object.fromEntries)
 
     async def send(self, request: HttpRequest) -> HttpResponse:
+        controller = js.AbortController.new()
+        timer = js.setTimeout(
+            controller.abort.bind(controller),
+            max(1, math.ceil(request.timeout * 1000)),
+        )
         try:
-            response = await js.fetch(request.url, self._init(request))
+            response = await js.fetch(request.url, self._init(request, controller.signal))
             buffer = await response.arrayBuffer()  # the same signal bounds the body
         except JsException as exc:
             name = str(getattr(exc, "name", "") or type(exc).__name__)
@@ -68,6 +74,8 @@ class JsFetchTransport:
             # The error's name only (a refused connection is a `TypeError`): its message may
             # quote the URL, and a URL may carry a secret.
             raise TransportError(f"{request.method} request failed: {name}") from None
+        finally:
+            js.clearTimeout(timer)
         headers: dict[str, str] = js.Object.fromEntries(response.headers).to_py()
         return HttpResponse(
             status=int(response.status),

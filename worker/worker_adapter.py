@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import js
 from js_fetch import JsFetchTransport
 from pyodide.ffi import to_js
-from workers import Response as WorkerResponse
 
 from shared.app.assembly import AppBundle, build_app
 from shared.background import background
@@ -56,7 +55,7 @@ class WorkerApp:
             self._bundle = build_app(JsEnv(env), transport=JsFetchTransport())
         return self._bundle
 
-    async def fetch(self, request: Any, env: Any, ctx: Any) -> WorkerResponse:
+    async def fetch(self, request: Any, env: Any, ctx: Any) -> Any:
         async with request_scope("worker-fetch"):
             work = background()
             try:
@@ -77,42 +76,66 @@ class WorkerApp:
                 ctx.waitUntil(work.drain())
 
 
-def _header_pairs(request: Any) -> list[tuple[str, str]]:
-    """The request's headers in one JS-to-Python conversion (the SDK's `request.headers`
-    builds an `HTTPMessage` field by field); JS `Headers` already joins repeated fields."""
+def _js_request(request: Any) -> Any:
+    """The JS `Request` under the SDK's wrapper (or the request itself, already JS)."""
     js_request = getattr(request, "js_object", None)
-    if js_request is None:
-        return list(request.headers.items())
-    entries: dict[str, str] = js.Object.fromEntries(js_request.headers).to_py()
-    return list(entries.items())
+    return request if js_request is None else js_request
 
 
 async def to_shared_request(request: Any, max_body_bytes: int) -> Request:
-    headers = Headers(_header_pairs(request))
+    """Read straight from the JS `Request` (the SDK's properties wrap each read): the headers
+    in one JS-to-Python conversion (JS `Headers` already joins repeated fields)."""
+    js_request = _js_request(request)
+    entries: dict[str, str] = js.Object.fromEntries(js_request.headers).to_py()
+    headers = Headers(entries)
     if declares_too_large(headers.get("content-length"), max_body_bytes):
         raise BodyTooLarge
-    method = str(request.method).upper()
+    method = str(js_request.method).upper()
     body = b"" if method in ("GET", "HEAD") else bytes(await request.bytes())
     if len(body) > max_body_bytes:
         raise BodyTooLarge
-    url = urlsplit(str(request.url))
+    path, query = _path_and_query(str(js_request.url))
     return Request(
         method=method,
-        path=url.path or "/",
-        query_string=url.query,
+        path=path,
+        query_string=query,
         headers=headers,
         body=body,
         client_ip=headers.get("cf-connecting-ip"),
-        country=cf_country(request),
+        country=cf_country(js_request),
     )
 
 
-def to_worker_response(response: Response) -> WorkerResponse:
-    """The JS `Response` built directly: status and headers as one plain JS object, the body
-    as one `Uint8Array` (the SDK's constructor converts headers pair by pair)."""
-    body = response.body if response.body and response.status not in (204, 304) else None
+def _path_and_query(url: str) -> tuple[str, str]:
+    """Path and query of the absolute URL a JS `Request` carries (`urlsplit` does far more)."""
+    _, separator, rest = url.partition("://")
+    if not separator:
+        parts = urlsplit(url)
+        return parts.path or "/", parts.query
+    slash = rest.find("/")
+    target = rest[slash:] if slash >= 0 else "/"
+    target = target.partition("#")[0]
+    path, _, query = target.partition("?")
+    return path or "/", query
+
+
+def to_worker_response(response: Response) -> Any:
+    """The JS `Response` itself, built directly (workerd and the SDK's RPC conversion pass a
+    JS object through; the SDK's `Response` wrapper costs more than the whole build): status
+    and headers as one plain JS object, a UTF-8 body as a JS string (when the response names
+    its content type: a string body would otherwise get `text/plain`), any other as one
+    `Uint8Array`."""
     init = to_js(
-        {"status": response.status, "headers": dict(response.headers)},
+        {"status": response.status, "headers": response.headers},
         dict_converter=js.Object.fromEntries,
     )
-    return WorkerResponse(js.Response.new(None if body is None else to_js(body), init))
+    raw = response.body
+    if not raw or response.status in (204, 304):
+        return js.Response.new(None, init)
+    body: Any = None
+    if "content-type" in response.headers:
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body = None
+    return js.Response.new(to_js(raw) if body is None else body, init)

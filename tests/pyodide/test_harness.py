@@ -48,6 +48,11 @@ def test_fetch_transport(pyodide_version: str, echo_server: EchoServer) -> None:
     assert_checks_passed(result)
 
 
+def test_worker_adapter_conversions(pyodide_version: str) -> None:
+    """The Worker adapter reads JS requests and builds JS responses without losing a byte."""
+    assert_checks_passed(run_in_pyodide(pyodide_version, SCRIPTS / "adapter_checks.py"))
+
+
 def _hello_env(echo_server: EchoServer) -> dict[str, str]:
     return {"UPSTREAM_URL": echo_server.url, "GREETING": "hello from env"}
 

@@ -1,7 +1,7 @@
 """The Worker in real Pyodide with the loopback fault proxy in front of Redis REST.
 
-The Worker's transport (worker/js_fetch.py) bounds each exchange with the request's own
-`AbortSignal.timeout`, body included, instead of a Python timer: a Redis that hangs, or
+The Worker's transport (worker/js_fetch.py) bounds each exchange with an abort signal on a JS
+timer, body included, instead of a Python timer: a Redis that hangs, or
 answers its head and then drips the body, still gets a JSON 503 within the route's bound.
 """
 
