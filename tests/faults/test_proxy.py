@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.faults.proxy import FaultProxy
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -127,7 +128,7 @@ def test_hang_never_answers_and_is_released_by_a_mode_change(proxy: FaultProxy, 
 
     thread = threading.Thread(target=call)
     thread.start()
-    _wait(lambda: proxy.seen["hang"] == 2)
+    wait_for(lambda: proxy.seen["hang"] == 2, "two hanging connections", timeout=5)
     started = time.monotonic()
     proxy.set_mode("pass")
     thread.join(10)
@@ -151,7 +152,7 @@ def test_stop_releases_hung_connections(echo: Echo) -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    _wait(lambda: proxy.seen["hang"] == 1)
+    wait_for(lambda: proxy.seen["hang"] == 1, "a hanging connection", timeout=5)
     started = time.monotonic()
     proxy.stop()
     thread.join(10)
@@ -251,11 +252,3 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _wait(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)

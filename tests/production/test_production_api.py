@@ -13,7 +13,8 @@ import redis
 
 from shared.qstash.signing import delivery_claims, sign_jwt
 from tests.conftest import Devstack
-from tests.launcher.app_client import Api, ProtectedEdgeProxy, fresh_ip, running_api, wait_for
+from tests.launcher.app_client import Api, ProtectedEdgeProxy, fresh_ip, running_api
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 

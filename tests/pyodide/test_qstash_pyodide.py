@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from aiohttp import web
 from runner import SCRIPTS, assert_checks_passed, run_in_pyodide
 
 from shared.qstash import QStash, Receiver
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.pyodide, pytest.mark.integration]
 
@@ -29,13 +29,13 @@ class ThreadSink:
     received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
 
     def wait_for(self, path: str, count: int, timeout: float = 10.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Waits (bounded) until `path` received `count` requests; all it received."""
+
+        def received() -> list[Any] | None:
             hits = [r for r in self.received if r[0] == path]
-            if len(hits) >= count:
-                return hits
-            assert time.monotonic() < deadline, f"{path}: {len(hits)} of {count} deliveries"
-            time.sleep(0.02)
+            return hits if len(hits) >= count else None
+
+        return wait_for(received, f"{count} deliveries to {path}", timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +119,11 @@ def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: Thr
     # Once QStash is done with the message (404), no further delivery can follow.
     message_url = f"{env['QSTASH_URL']}/v2/messages/{result['data']['message_id']}"
     auth = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
-    deadline = time.monotonic() + 10
-    while httpx.get(message_url, headers=auth).status_code != 404:
-        assert time.monotonic() < deadline, "QStash never finished the message"
-        time.sleep(0.02)
+    wait_for(
+        lambda: httpx.get(message_url, headers=auth).status_code == 404,
+        "QStash to finish the message",
+        timeout=10,
+    )
     assert len(thread_sink.wait_for(from_pyodide, 1)) == 1  # the deduplicated resend never left
     # the URL-group publish Pyodide made reached its one endpoint, signed
     [(_, headers, body)] = thread_sink.wait_for(from_pyodide + "-group", 1)
