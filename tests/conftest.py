@@ -22,6 +22,7 @@ from devstack import launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+QSTASH_TIME_SCALE = 0.001  # a private devstack's QStash waits 1000x shorter
 
 # The smallest environment `Settings.from_env` accepts (placeholders: nothing is contacted).
 # Without ORDER_TOKEN_SECRET, so a test can check that it is required.
@@ -81,7 +82,7 @@ def stop_devstack(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
 @contextmanager
 def running_devstack(*extra_args: str) -> Iterator[Devstack]:
     """A devstack of its own (QStash waits scaled 1000x shorter), stopped and cleaned after."""
-    stack = start_devstack("--qstash-time-scale", "0.001", *extra_args)
+    stack = start_devstack("--qstash-time-scale", str(QSTASH_TIME_SCALE), *extra_args)
     try:
         yield stack
     finally:

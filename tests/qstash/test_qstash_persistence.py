@@ -4,7 +4,6 @@ resumes it after a restart and ends in delivery, or in the DLQ."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from qstash_sink import TIME_SCALE, Sink, message_finished_async
 
 from devstack import launch
 from shared.qstash import QStash, Receiver
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,13 @@ async def attempts_recorded(
     env = env_of(info)
     url = f"{env['QSTASH_URL']}/v2/messages/{message_id}"
     headers = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
-    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
-        while True:
+
+        async def recorded() -> bool:
             response = await client.get(url, headers=headers)
-            if response.status_code == 200 and response.json()["retried"] >= retried:
-                return
-            assert time.monotonic() < deadline, f"attempt {retried} of {message_id} not recorded"
-            await asyncio.sleep(0.02)
+            return response.status_code == 200 and response.json()["retried"] >= retried
+
+        await eventually(recorded, f"attempt {retried} of {message_id} recorded", timeout=timeout)
 
 
 async def stop(handle: launch.DevstackProcess) -> None:
@@ -110,18 +109,16 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
     try:
         await sink.wait_for("/down", 3, timeout=15)
         env = env_of(second.info)
-        deadline = time.monotonic() + 5
         async with httpx.AsyncClient() as client:
-            while True:
+
+            async def in_dlq() -> bool:
                 response = await client.get(
                     f"{env['QSTASH_URL']}/v2/dlq",
                     headers={"Authorization": f"Bearer {env['QSTASH_TOKEN']}"},
                 )
-                ids = [m["messageId"] for m in response.json()["messages"]]
-                if message_id in ids:
-                    break
-                assert time.monotonic() < deadline, "message never reached the DLQ"
-                await asyncio.sleep(0.05)
+                return message_id in [m["messageId"] for m in response.json()["messages"]]
+
+            await eventually(in_dlq, "the message to reach the DLQ", timeout=5)
         await message_finished_async(env_of(second.info), message_id)
         assert len(sink.at("/down")) == 3
     finally:
