@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,27 @@ async def start_upstream(config: dict[str, Any]) -> UpstreamNode:
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
     return UpstreamNode(proc)
+
+
+@asynccontextmanager
+async def single_region_upstream(
+    devstack: Any, prefix: str, *, limit: int, **config: Any
+) -> AsyncIterator[UpstreamNode]:
+    """@upstash/ratelimit's single-region fixed window of `limit` a day on the devstack's
+    Redis under `prefix` (plus `config`: "protection", "analytics", ...), closed after."""
+    node = await start_upstream(
+        {
+            "urls": [devstack.redis_rest_url],
+            "token": devstack.redis_rest_token,
+            "prefix": prefix,
+            "algorithm": "fixed",
+            "limit": limit,
+            "window": "1 d",
+            "multi": False,
+            **config,
+        }
+    )
+    try:
+        yield node
+    finally:
+        await node.close()
