@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -264,7 +263,3 @@ def _kept_logs(keeper: LogKeeper) -> Iterator[None]:
         root.removeHandler(keeper)
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-
-
-def unique_email(tag: str) -> str:
-    return f"faults-{tag}-{uuid.uuid4().hex[:10]}@example.com"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,16 +14,9 @@ from devstack.dev import DEV_CRON_SECRET, app_env
 from tests.conftest import REPO_ROOT, Devstack
 from tests.launcher.edge import EdgeProxy, edge_proxy
 from tests.launcher.harness import VercelLauncher
+from tests.support.identities import fresh_address
 
 BYPASS_HEADER = "x-vercel-protection-bypass"
-
-_ips = itertools.count(1)
-
-
-def fresh_ip() -> str:
-    """A client address no other test used (TEST-NET-2 range), for rate-limit isolation."""
-    n = next(_ips)
-    return f"198.51.{100 + n // 250}.{n % 250 + 1}"
 
 
 class ProtectedEdgeProxy(EdgeProxy):
@@ -76,7 +68,7 @@ class Api:
         json: Any = None,
         content: bytes | str | None = None,
     ) -> httpx.Response:
-        all_headers = {"x-test-client-ip": ip or fresh_ip(), **(headers or {})}
+        all_headers = {"x-test-client-ip": ip or fresh_address(), **(headers or {})}
         if self.protection_bypass is not None:
             all_headers.setdefault(BYPASS_HEADER, self.protection_bypass)
         return self.http.request(

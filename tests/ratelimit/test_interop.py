@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +12,10 @@ import pytest
 from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
 from shared.redis import Redis
 
+from .upstream_node import start_script
+
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent.parent
 LIMIT = 10
 OURS = {
     "fixed": lambda: fixed_window(LIMIT, "1 d"),
@@ -43,8 +41,6 @@ class NodeLimiter:
 
 
 async def start_node(devstack: Any, prefix: str, algorithm: str) -> NodeLimiter:
-    if shutil.which("node") is None or not (REPO_ROOT / "node_modules/@upstash/ratelimit").is_dir():
-        pytest.fail("node and `npm ci` (node_modules/@upstash/ratelimit) are required")
     config = {
         "url": devstack.redis_rest_url,
         "token": devstack.redis_rest_token,
@@ -54,17 +50,7 @@ async def start_node(devstack: Any, prefix: str, algorithm: str) -> NodeLimiter:
         "window": "1 d",
         "refill": 1,
     }
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(HERE / "interop.mjs"),
-        json.dumps(config),
-        cwd=REPO_ROOT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
-    return NodeLimiter(proc)
+    return NodeLimiter(await start_script("interop.mjs", config))
 
 
 @pytest.fixture

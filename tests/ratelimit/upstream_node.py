@@ -45,13 +45,13 @@ class UpstreamNode:
             await self.proc.wait()
 
 
-async def start_upstream(config: dict[str, Any]) -> UpstreamNode:
-    """Starts `upstream.mjs` with `config` (see its header) and waits for "ready"."""
+async def start_script(script: str, config: dict[str, Any]) -> asyncio.subprocess.Process:
+    """Starts the Node `script` next to this file with `config` and waits for its "ready"."""
     if shutil.which("node") is None or not (REPO_ROOT / "node_modules/@upstash/ratelimit").is_dir():
         pytest.fail("node and `npm ci` (node_modules/@upstash/ratelimit) are required")
     proc = await asyncio.create_subprocess_exec(
         "node",
-        str(HERE / "upstream.mjs"),
+        str(HERE / script),
         json.dumps(config),
         cwd=REPO_ROOT,
         stdin=asyncio.subprocess.PIPE,
@@ -59,7 +59,12 @@ async def start_upstream(config: dict[str, Any]) -> UpstreamNode:
     )
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
-    return UpstreamNode(proc)
+    return proc
+
+
+async def start_upstream(config: dict[str, Any]) -> UpstreamNode:
+    """Starts `upstream.mjs` with `config` (see its header) and waits for "ready"."""
+    return UpstreamNode(await start_script("upstream.mjs", config))
 
 
 @asynccontextmanager
