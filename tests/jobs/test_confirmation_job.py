@@ -116,11 +116,14 @@ def job_client(
 
 
 @asynccontextmanager
-async def redis_proxy(
-    devstack: Devstack, intercept: Callable[[web.Request, bytes], Awaitable[bytes]]
-) -> AsyncIterator[str]:
-    """A loopback stand-in for the Redis REST server (its URL): each request's body goes
-    through `intercept` (which may rewrite it, or hang), then to the devstack's server."""
+async def behind_redis_proxy(
+    devstack: Devstack,
+    intercept: Callable[[web.Request, bytes], Awaitable[bytes]],
+    **overrides: str,
+) -> AsyncIterator[dict[str, str]]:
+    """The app's test environment (with `overrides`) with Redis REST behind a loopback proxy:
+    each request's body goes through `intercept` (which may rewrite it, or hang), then to the
+    devstack's server."""
     async with ClientSession() as upstream:
 
         async def proxy(request: web.Request) -> web.Response:
@@ -138,7 +141,7 @@ async def redis_proxy(
                 )
 
         async with loopback(proxy) as url:
-            yield url
+            yield app_test_env(devstack, UPSTASH_REDIS_REST_URL=url, **overrides)
 
 
 # -- the per-recipient budget counts emails sent ----------------------------------------------
@@ -232,17 +235,16 @@ async def test_a_marker_that_was_not_written_is_a_retry(devstack: Devstack) -> N
             return json.dumps([["INCR", lease], *commands[1:]]).encode()
         return body
 
-    async with redis_proxy(devstack, swap_marker) as proxy_url:
-        email = unique_email("marker")
-        env = app_test_env(devstack, UPSTASH_REDIS_REST_URL=proxy_url, EMAIL_RATE_LIMIT="1/1h")
-        async with app_client(env) as client:
-            order_id = await create_order(client, email)
-            failed = await client.post(JOB_PATH, **signed_job(devstack, order_id))
-            assert failed.status_code == 503, failed.text
-            assert await redis_of(devstack).exists(f"email:sent:{order_id}") == 0
-            armed["on"] = False
-            retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
-            assert retried.status_code == 200, retried.text
+    email = unique_email("marker")
+    proxied = behind_redis_proxy(devstack, swap_marker, EMAIL_RATE_LIMIT="1/1h")
+    async with proxied as env, app_client(env) as client:
+        order_id = await create_order(client, email)
+        failed = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+        assert failed.status_code == 503, failed.text
+        assert await redis_of(devstack).exists(f"email:sent:{order_id}") == 0
+        armed["on"] = False
+        retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+        assert retried.status_code == 200, retried.text
     [sent] = await emails_to(devstack, email)
     assert retried.json() == {"status": "sent", "email_id": sent["id"]}
     assert await redis_of(devstack).get(f"email:sent:{order_id}") == sent["id"]
@@ -322,10 +324,9 @@ async def test_redis_hanging_after_the_send_is_bounded(devstack: Devstack) -> No
             await asyncio.Event().wait()  # accepted, never answered
         return body
 
-    async with redis_proxy(devstack, hang_after_the_send) as proxy_url:
-        email = unique_email("hang-after-send")
-        # 2/1h: the refund could not reach the hanging Redis, so the retry takes a 2nd token.
-        env = app_test_env(devstack, UPSTASH_REDIS_REST_URL=proxy_url, EMAIL_RATE_LIMIT="2/1h")
+    email = unique_email("hang-after-send")
+    # 2/1h: the refund could not reach the hanging Redis, so the retry takes a 2nd token.
+    async with behind_redis_proxy(devstack, hang_after_the_send, EMAIL_RATE_LIMIT="2/1h") as env:
         async with app_client(env) as client:
             order_id = await create_order(client, email)
             failed = await asyncio.wait_for(

@@ -21,7 +21,7 @@ from tests.support.loopback import loopback
 # The helper module sits next to this file; no __init__.py here, since a package named
 # `qstash` would shadow the official SDK the tests compare against.
 sys.path.insert(0, str(Path(__file__).parent))
-from qstash_sink import Sink
+from qstash_sink import Sink, env_of
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +34,7 @@ def fast_stack() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def qstash_env(fast_stack: dict[str, Any]) -> dict[str, str]:
     """The environment our QStash client and Receiver read."""
-    return {
-        "QSTASH_URL": fast_stack["qstash_url"],
-        "QSTASH_TOKEN": fast_stack["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": fast_stack["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": fast_stack["qstash_next_signing_key"],
-    }
+    return env_of(fast_stack)
 
 
 @pytest.fixture

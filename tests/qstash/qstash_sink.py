@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 from aiohttp import web
 
+from devstack import launch
 from shared.qstash import QStashAdmin
 from tests.conftest import QSTASH_TIME_SCALE
 from tests.support.waiting import eventually
@@ -107,3 +111,27 @@ async def logged_states(admin: QStashAdmin, message_id: str, until: str) -> list
         return states if until in states else None
 
     return await eventually(recorded, f"{message_id} to log {until}", timeout=10)
+
+
+def env_of(info: Mapping[str, Any]) -> dict[str, str]:
+    """The environment our QStash client and Receiver read, from what a devstack announced."""
+    return {
+        "QSTASH_URL": info["qstash_url"],
+        "QSTASH_TOKEN": info["qstash_token"],
+        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
+        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
+    }
+
+
+@asynccontextmanager
+async def stack_on(data_dir: Path) -> AsyncIterator[dict[str, Any]]:
+    """A devstack keeping its state in `data_dir` (QStash at TIME_SCALE): what it announced.
+    Stopped when the block ends; another one on the same `data_dir` finds that state."""
+    handle = await asyncio.to_thread(
+        launch.start_devstack, "--data-dir", str(data_dir), "--qstash-time-scale", str(TIME_SCALE)
+    )
+    try:
+        yield handle.info
+    finally:
+        await asyncio.to_thread(handle.stop)
+        handle.stderr_path.unlink(missing_ok=True)

@@ -4,16 +4,14 @@ and the state it keeps across a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink
+from qstash_sink import Sink, env_of, stack_on
 
-from devstack import launch
 from shared.errors import QStashError
 from shared.qstash import FlowControl, QStash, QStashAdmin, Receiver
 from shared.qstash.manage import Endpoint
@@ -194,32 +192,14 @@ async def test_malformed_management_calls_answer_json_4xx(qstash_env: dict[str, 
 async def test_schedules_and_url_groups_survive_a_restart(tmp_path: Path, sink: Sink) -> None:
     """With --data-dir, a schedule and a URL group made before a restart still work after."""
 
-    def start() -> launch.DevstackProcess:
-        return launch.start_devstack(
-            "--data-dir", str(tmp_path), "--qstash-time-scale", str(TIME_SCALE)
-        )
-
-    def env_of(info: dict[str, Any]) -> dict[str, str]:
-        return {"QSTASH_URL": info["qstash_url"], "QSTASH_TOKEN": info["qstash_token"]}
-
-    async def stop(handle: launch.DevstackProcess) -> None:
-        await asyncio.to_thread(handle.stop)
-        handle.stderr_path.unlink(missing_ok=True)
-
-    first = await asyncio.to_thread(start)
-    try:
-        admin = QStashAdmin.from_env(env_of(first.info))
+    async with stack_on(tmp_path) as first:
+        admin = QStashAdmin.from_env(env_of(first))
         await admin.upsert_endpoints("kept-group", [sink.url("/kept-g")])
         await admin.create_schedule(sink.url("/kept-s"), "0 0 1 1 *", schedule_id="kept")
         await admin.aclose()
-    finally:
-        await stop(first)
-    second = await asyncio.to_thread(start)
-    try:
-        admin = QStashAdmin.from_env(env_of(second.info))
+    async with stack_on(tmp_path) as second:
+        admin = QStashAdmin.from_env(env_of(second))
         assert (await admin.get_schedule("kept")).cron == "0 0 1 1 *"
         await admin.publish_to_group("kept-group", {"after": "restart"})
         await sink.wait_for("/kept-g", 1)
         await admin.aclose()
-    finally:
-        await stop(second)

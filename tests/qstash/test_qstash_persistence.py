@@ -9,28 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink, message_finished_async
+from qstash_sink import Sink, env_of, message_finished_async, stack_on
 
-from devstack import launch
 from shared.qstash import QStash, Receiver
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def start(data_dir: Path) -> launch.DevstackProcess:
-    return launch.start_devstack(
-        "--data-dir", str(data_dir), "--qstash-time-scale", str(TIME_SCALE)
-    )
-
-
-def env_of(info: dict[str, Any]) -> dict[str, str]:
-    return {
-        "QSTASH_URL": info["qstash_url"],
-        "QSTASH_TOKEN": info["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
-    }
 
 
 async def publish(info: dict[str, Any], url: str, **options: Any) -> str:
@@ -63,34 +47,23 @@ async def attempts_recorded(
         await eventually(recorded, f"attempt {retried} of {message_id} recorded", timeout=timeout)
 
 
-async def stop(handle: launch.DevstackProcess) -> None:
-    await asyncio.to_thread(handle.stop)
-    handle.stderr_path.unlink(missing_ok=True)
-
-
 async def test_restart_mid_retry_sequence_still_delivers(tmp_path: Path, sink: Sink) -> None:
     """A message failing when the devstack stops is delivered after the restart."""
     down = True
     sink.scripts["/resume"] = lambda n: (503, {"Retry-After": "2000"}) if down else (200, {})
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/resume"), retries=3)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/resume"), retries=3)
         await sink.wait_for("/resume", 1)
-        await attempts_recorded(first.info, message_id, retried=1)
-    finally:
-        await stop(first)
+        await attempts_recorded(first, message_id, retried=1)
     down = False
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+    async with stack_on(tmp_path) as second:
         attempts = await sink.wait_for("/resume", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
         assert attempts[1].headers["Upstash-Retried"] == "1"
-        receiver = Receiver.from_env(env_of(second.info))
+        receiver = Receiver.from_env(env_of(second))
         receiver.verify(
             attempts[1].headers["Upstash-Signature"], attempts[1].body, url=sink.url("/resume")
         )
-    finally:
-        await stop(second)
 
 
 async def test_restart_with_destination_still_down_ends_in_the_dlq(
@@ -98,17 +71,13 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
 ) -> None:
     """A message whose destination stays down through a restart ends in the DLQ, with its id."""
     sink.scripts["/down"] = lambda n: (503, {"Retry-After": "1500"})
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/down"), retries=2)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/down"), retries=2)
         await sink.wait_for("/down", 1)
-        await attempts_recorded(first.info, message_id, retried=1)
-    finally:
-        await stop(first)
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+        await attempts_recorded(first, message_id, retried=1)
+    async with stack_on(tmp_path) as second:
         await sink.wait_for("/down", 3, timeout=15)
-        env = env_of(second.info)
+        env = env_of(second)
         async with httpx.AsyncClient() as client:
 
             async def in_dlq() -> bool:
@@ -119,10 +88,8 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
                 return message_id in [m["messageId"] for m in response.json()["messages"]]
 
             await eventually(in_dlq, "the message to reach the DLQ", timeout=5)
-        await message_finished_async(env_of(second.info), message_id)
+        await message_finished_async(env_of(second), message_id)
         assert len(sink.at("/down")) == 3
-    finally:
-        await stop(second)
 
 
 async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
@@ -130,18 +97,12 @@ async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
 ) -> None:
     """An attempt in flight when the devstack stops is made again after the restart."""
     sink.holds["/inflight"] = asyncio.Event()
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/inflight"), retries=1)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/inflight"), retries=1)
         await sink.wait_for("/inflight", 1)
-    finally:
-        await stop(first)
     sink.holds["/inflight"].set()
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+    async with stack_on(tmp_path) as second:
         attempts = await sink.wait_for("/inflight", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
-        await message_finished_async(env_of(second.info), message_id)
+        await message_finished_async(env_of(second), message_id)
         assert len(sink.at("/inflight")) == 2
-    finally:
-        await stop(second)

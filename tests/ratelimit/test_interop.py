@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +10,7 @@ import pytest
 from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
 from shared.redis import Redis
 
-from .upstream_node import start_script
+from .upstream_node import NodeScript, start_script
 
 pytestmark = pytest.mark.integration
 
@@ -24,19 +22,11 @@ OURS = {
 }
 
 
-class NodeLimiter:
+class NodeLimiter(NodeScript):
     """A running `interop.mjs`: one identifier per stdin line, one JSON result per line."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
     async def limit(self, identifier: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(identifier.encode() + b"\n")
-        await self.proc.stdin.drain()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
-        answer: dict[str, Any] = json.loads(line)
-        assert "error" not in answer, answer
+        answer: dict[str, Any] = await self.exchange(identifier)
         return answer
 
 
@@ -65,13 +55,7 @@ async def node_factory(devstack: Any) -> AsyncIterator[Any]:
 
     yield start
     for node in started:
-        assert node.proc.stdin is not None
-        node.proc.stdin.close()
-        try:
-            await asyncio.wait_for(node.proc.wait(), 10)
-        except TimeoutError:
-            node.proc.kill()
-            await node.proc.wait()
+        await node.close()
 
 
 @pytest.mark.parametrize("algorithm", list(OURS))

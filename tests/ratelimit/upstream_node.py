@@ -1,4 +1,5 @@
-"""Drives `upstream.mjs` (the official @upstash/ratelimit) from the interop tests."""
+"""Drives the official @upstash/ratelimit from the interop tests: `upstream.mjs` (commands)
+and `interop.mjs` (one identifier a line) as Node subprocesses."""
 
 from __future__ import annotations
 
@@ -16,26 +17,24 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 
 
-class UpstreamNode:
-    """A running `upstream.mjs`: one JSON command per stdin line, one JSON answer per line."""
+class NodeScript:
+    """A running Node script: one line per request on stdin, one JSON answer per line."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
 
-    async def call(self, **command: Any) -> Any:
+    async def exchange(self, request: str) -> Any:
+        """Sends `request` (one line) and returns the decoded answer, never an error."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        self.proc.stdin.write(request.encode() + b"\n")
         await self.proc.stdin.drain()
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
         answer = json.loads(line)
         assert not (isinstance(answer, dict) and "error" in answer), answer
         return answer
 
-    async def limit(self, identifier: str, **request: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.call(op="limit", id=identifier, **request)
-        return answer
-
     async def close(self) -> None:
+        """Closes its stdin (the script exits), killing it if it has not within 10 s."""
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         try:
@@ -43,6 +42,17 @@ class UpstreamNode:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
+
+
+class UpstreamNode(NodeScript):
+    """A running `upstream.mjs`: one JSON command per stdin line, one JSON answer per line."""
+
+    async def call(self, **command: Any) -> Any:
+        return await self.exchange(json.dumps(command))
+
+    async def limit(self, identifier: str, **request: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.call(op="limit", id=identifier, **request)
+        return answer
 
 
 async def start_script(script: str, config: dict[str, Any]) -> asyncio.subprocess.Process:
