@@ -17,7 +17,7 @@ import httpx
 
 from devstack.dev import app_env
 from shared.app.assembly import AppBundle, build_app
-from shared.http import HttpxTransport
+from shared.http.httpx_transport import HttpxTransport
 from shared.http.transport import Transport
 from shared.web.asgi import AsgiAdapter
 from shared.web.reporting import ErrorReporter

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from shared.app.assembly import build_app
-from shared.http import HttpxTransport
+from shared.http.httpx_transport import HttpxTransport
 from shared.web.asgi import AsgiAdapter
 from tests.support.waiting import wait_for
 

@@ -3,7 +3,7 @@ sends. On Workers each one is a subrequest; to Redis each one is a round trip.""
 
 from __future__ import annotations
 
-from shared.http import HttpxTransport
+from shared.http.httpx_transport import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse
 
 
