@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +88,16 @@ def running_devstack(*extra_args: str) -> Iterator[Devstack]:
     finally:
         stop_devstack(stack.process)
         stack.stderr_path.unlink(missing_ok=True)
+
+
+def qstash_env_of(info: Mapping[str, Any]) -> dict[str, str]:
+    """The environment our QStash client and Receiver read, from what a devstack announced."""
+    return {
+        "QSTASH_URL": info["qstash_url"],
+        "QSTASH_TOKEN": info["qstash_token"],
+        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
+        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
+    }
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from aiohttp import web
 from runner import SCRIPTS, assert_checks_passed, run_in_pyodide
 
 from shared.qstash import QStash, Receiver
+from tests.conftest import qstash_env_of
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.pyodide, pytest.mark.integration]
@@ -74,15 +75,6 @@ def thread_sink() -> Iterator[ThreadSink]:
         thread.join(10)
 
 
-def qstash_env(info: dict[str, Any]) -> dict[str, str]:
-    return {
-        "QSTASH_URL": info["qstash_url"],
-        "QSTASH_TOKEN": info["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
-    }
-
-
 async def _publish(env: dict[str, str], url: str) -> None:
     client = QStash.from_env(env)
     try:
@@ -94,7 +86,7 @@ async def _publish(env: dict[str, str], url: str) -> None:
 def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: ThreadSink) -> None:
     """Pyodide verifies a real server signature, publishes through pyfetch (deduplicated) and
     drives the management API (URL group, schedule, message cancel, logs, DLQ)."""
-    env = qstash_env(devstack.raw)
+    env = qstash_env_of(devstack.raw)
     from_cpython = f"/from-cpython-{pyodide_version}"
     asyncio.run(_publish(env, thread_sink.url + from_cpython))
     [(_, headers, body)] = thread_sink.wait_for(from_cpython, 1)

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from shared.qstash import QStash, QStashAdmin
-from tests.conftest import running_devstack
+from tests.conftest import qstash_env_of, running_devstack
 from tests.support.loopback import loopback
 
 # The helper module sits next to this file; no __init__.py here, since a package named
 # `qstash` would shadow the official SDK the tests compare against.
 sys.path.insert(0, str(Path(__file__).parent))
-from qstash_sink import Sink, env_of
+from qstash_sink import Sink
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def fast_stack() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def qstash_env(fast_stack: dict[str, Any]) -> dict[str, str]:
     """The environment our QStash client and Receiver read."""
-    return env_of(fast_stack)
+    return qstash_env_of(fast_stack)
 
 
 @pytest.fixture

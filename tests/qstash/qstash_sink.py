@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,16 +111,6 @@ async def logged_states(admin: QStashAdmin, message_id: str, until: str) -> list
         return states if until in states else None
 
     return await eventually(recorded, f"{message_id} to log {until}", timeout=10)
-
-
-def env_of(info: Mapping[str, Any]) -> dict[str, str]:
-    """The environment our QStash client and Receiver read, from what a devstack announced."""
-    return {
-        "QSTASH_URL": info["qstash_url"],
-        "QSTASH_TOKEN": info["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
-    }
 
 
 @asynccontextmanager

@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import Sink, env_of, stack_on
+from qstash_sink import Sink, stack_on
 
 from shared.errors import QStashError
 from shared.qstash import FlowControl, QStash, QStashAdmin, Receiver
 from shared.qstash.manage import Endpoint
+from tests.conftest import qstash_env_of
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -193,12 +194,12 @@ async def test_schedules_and_url_groups_survive_a_restart(tmp_path: Path, sink: 
     """With --data-dir, a schedule and a URL group made before a restart still work after."""
 
     async with stack_on(tmp_path) as first:
-        admin = QStashAdmin.from_env(env_of(first))
+        admin = QStashAdmin.from_env(qstash_env_of(first))
         await admin.upsert_endpoints("kept-group", [sink.url("/kept-g")])
         await admin.create_schedule(sink.url("/kept-s"), "0 0 1 1 *", schedule_id="kept")
         await admin.aclose()
     async with stack_on(tmp_path) as second:
-        admin = QStashAdmin.from_env(env_of(second))
+        admin = QStashAdmin.from_env(qstash_env_of(second))
         assert (await admin.get_schedule("kept")).cron == "0 0 1 1 *"
         await admin.publish_to_group("kept-group", {"after": "restart"})
         await sink.wait_for("/kept-g", 1)

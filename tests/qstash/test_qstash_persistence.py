@@ -9,16 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import Sink, env_of, message_finished_async, stack_on
+from qstash_sink import Sink, message_finished_async, stack_on
 
 from shared.qstash import QStash, Receiver
+from tests.conftest import qstash_env_of
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
 async def publish(info: dict[str, Any], url: str, **options: Any) -> str:
-    client = QStash.from_env(env_of(info))
+    client = QStash.from_env(qstash_env_of(info))
     try:
         return (await client.publish_json(url, {"job": url}, **options)).message_id
     finally:
@@ -35,7 +36,7 @@ async def attempts_recorded(
     cuts the attempt short, and the devstack rightly makes it again after the restart with
     the same `Upstash-Retried`. A test that needs the attempt counted waits for this.
     """
-    env = env_of(info)
+    env = qstash_env_of(info)
     url = f"{env['QSTASH_URL']}/v2/messages/{message_id}"
     headers = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
     async with httpx.AsyncClient() as client:
@@ -60,7 +61,7 @@ async def test_restart_mid_retry_sequence_still_delivers(tmp_path: Path, sink: S
         attempts = await sink.wait_for("/resume", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
         assert attempts[1].headers["Upstash-Retried"] == "1"
-        receiver = Receiver.from_env(env_of(second))
+        receiver = Receiver.from_env(qstash_env_of(second))
         receiver.verify(
             attempts[1].headers["Upstash-Signature"], attempts[1].body, url=sink.url("/resume")
         )
@@ -77,7 +78,7 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
         await attempts_recorded(first, message_id, retried=1)
     async with stack_on(tmp_path) as second:
         await sink.wait_for("/down", 3, timeout=15)
-        env = env_of(second)
+        env = qstash_env_of(second)
         async with httpx.AsyncClient() as client:
 
             async def in_dlq() -> bool:
@@ -88,7 +89,7 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
                 return message_id in [m["messageId"] for m in response.json()["messages"]]
 
             await eventually(in_dlq, "the message to reach the DLQ", timeout=5)
-        await message_finished_async(env_of(second), message_id)
+        await message_finished_async(qstash_env_of(second), message_id)
         assert len(sink.at("/down")) == 3
 
 
@@ -104,5 +105,5 @@ async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
     async with stack_on(tmp_path) as second:
         attempts = await sink.wait_for("/inflight", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
-        await message_finished_async(env_of(second), message_id)
+        await message_finished_async(qstash_env_of(second), message_id)
         assert len(sink.at("/inflight")) == 2
