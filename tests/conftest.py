@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from devstack import launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+QSTASH_TIME_SCALE = 0.001  # a private devstack's QStash waits 1000x shorter
 
 # The smallest environment `Settings.from_env` accepts (placeholders: nothing is contacted).
 # Without ORDER_TOKEN_SECRET, so a test can check that it is required.
@@ -81,12 +82,22 @@ def stop_devstack(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
 @contextmanager
 def running_devstack(*extra_args: str) -> Iterator[Devstack]:
     """A devstack of its own (QStash waits scaled 1000x shorter), stopped and cleaned after."""
-    stack = start_devstack("--qstash-time-scale", "0.001", *extra_args)
+    stack = start_devstack("--qstash-time-scale", str(QSTASH_TIME_SCALE), *extra_args)
     try:
         yield stack
     finally:
         stop_devstack(stack.process)
         stack.stderr_path.unlink(missing_ok=True)
+
+
+def qstash_env_of(info: Mapping[str, Any]) -> dict[str, str]:
+    """The environment our QStash client and Receiver read, from what a devstack announced."""
+    return {
+        "QSTASH_URL": info["qstash_url"],
+        "QSTASH_TOKEN": info["qstash_token"],
+        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
+        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
+    }
 
 
 @pytest.fixture(scope="session")

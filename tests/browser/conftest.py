@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from devstack.dev import app_env
 from devstack.launch import DevstackProcess, start_devstack
 from devstack.ports import free_port
 from tests.conftest import REPO_ROOT
+from tests.support.waiting import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -48,17 +48,15 @@ class Stack:
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"the API exited with {proc.returncode}")
         try:
-            if httpx.get(url + "/api/health", timeout=1.0).status_code == 200:
-                return
+            return httpx.get(url + "/api/health", timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a process that is starting, not waiting for time to pass
-    raise RuntimeError("the API did not become healthy")
+            return False
+
+    wait_for(healthy, "the API to become healthy", timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from aiohttp import ClientSession, web
@@ -19,6 +20,7 @@ from shared.cache.entry import lock_key
 from shared.redis import Redis, RetryPolicy
 from shared.scope import request_scope
 from tests.conftest import Devstack
+from tests.support.loopback import loopback
 
 from .conftest import Origin
 
@@ -36,7 +38,6 @@ def _closed_port_url() -> str:
 @pytest.fixture
 async def fault_server() -> AsyncIterator[Callable[[str], Awaitable[str]]]:
     """Starts a local server answering every request with one fault ('500' or 'hang')."""
-    runners: list[web.AppRunner] = []
     hung = asyncio.Event()
 
     async def start(kind: str) -> str:
@@ -45,20 +46,11 @@ async def fault_server() -> AsyncIterator[Callable[[str], Awaitable[str]]]:
                 await hung.wait()
             return web.json_response({"error": "ERR internal"}, status=500)
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        return await servers.enter_async_context(loopback(handler))
 
-    yield start
-    hung.set()
-    for runner in runners:
-        await runner.cleanup()
+    async with AsyncExitStack() as servers:
+        yield start
+        hung.set()
 
 
 async def _assert_bypass(url: str, *, retry: RetryPolicy | None = None) -> None:
@@ -151,7 +143,7 @@ async def test_a_slow_redis_cannot_stretch_the_wait_for_a_lock_holder(devstack: 
     rest = devstack.redis_rest_url
     delay = 0.3
 
-    async with ClientSession() as upstream:
+    async with ClientSession() as upstream, AsyncExitStack() as servers:
 
         async def slow(request: web.Request) -> web.Response:
             body = await request.read()
@@ -163,13 +155,7 @@ async def test_a_slow_redis_cannot_stretch_the_wait_for_a_lock_holder(devstack: 
                     status=a.status, body=await a.read(), content_type="application/json"
                 )
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", slow)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = await servers.enter_async_context(loopback(slow))
         redis = Redis(url, devstack.redis_rest_token, retry=RetryPolicy.never())
         direct = Redis(rest, devstack.redis_rest_token)
         cache = Cache(redis, namespace=f"slow-{uuid.uuid4().hex[:8]}", timeout=1.0, lock_ttl="1s")
@@ -183,7 +169,6 @@ async def test_a_slow_redis_cannot_stretch_the_wait_for_a_lock_holder(devstack: 
         finally:
             await redis.aclose()
             await direct.aclose()
-            await runner.cleanup()
     assert (result.value, result.status) == ("v", "MISS")
     # get + lock + ~1 s of waiting + the write: about 2.5 s; unbounded polls took 1 s + 18
     # polls x 0.3 s, over 6.5 s.

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Devstack, start_devstack, stop_devstack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +52,15 @@ def test_redis_down_is_500_json_then_recovers(private_devstack: Devstack) -> Non
         assert down.status_code == 500
         assert down.json()["error"].startswith("ERR ")
         assert "Traceback" not in down.text
-        deadline = time.monotonic() + 15
-        while True:
+
+        def back() -> httpx.Response | None:
             response = http.post("/", json=["PING"])
             if response.status_code == 200:
-                break
+                return response
             assert response.status_code == 500 and "error" in response.json()
-            assert time.monotonic() < deadline, "Redis did not come back"
-            time.sleep(0.05)
-        assert response.json() == {"result": "PONG"}
+            return None
+
+        assert wait_for(back, "Redis to come back", timeout=15).json() == {"result": "PONG"}
 
 
 def test_sigterm_stops_redis_child(private_devstack: Devstack) -> None:
@@ -68,7 +69,4 @@ def test_sigterm_stops_redis_child(private_devstack: Devstack) -> None:
     pid = int(stack.raw["redis_pid"])
     stack.process.send_signal(signal.SIGTERM)
     assert stack.process.wait(10) == 0
-    deadline = time.monotonic() + 5
-    while not _pid_gone(pid):
-        assert time.monotonic() < deadline, "Redis child survived devstack"
-        time.sleep(0.01)
+    wait_for(lambda: _pid_gone(pid), "the Redis child to exit with devstack", timeout=5)

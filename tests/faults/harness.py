@@ -6,10 +6,10 @@
         app.calls                            # every HTTP call the app served, timed
 
 The app is `build_app` + `AsgiAdapter` exactly as `vercel_api/index.py` builds it,
-served by uvicorn in a thread on a pre-bound loopback socket, so `APP_URL` is known
-up front and the devstack's QStash really delivers jobs to it. Its environment is
-`devstack.dev.app_env` with three URLs replaced by proxies: the Redis REST server,
-QStash and the email provider (the devstack's sink). A recording ASGI wrapper times
+served by uvicorn in a thread (`tests.support.served`) on a pre-bound loopback socket, so
+`APP_URL` is known up front and the devstack's QStash really delivers jobs to it. Its
+environment is `devstack.dev.app_env` with three URLs replaced by proxies: the Redis REST
+server, QStash and the email provider (the devstack's sink). A recording ASGI wrapper times
 every call (until the answer starts, and until the call returns, background work
 included: what a platform's duration limit counts), and a logging handler keeps
 every record the process logs, tracebacks included.
@@ -17,12 +17,9 @@ every record the process logs, tracebacks included.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,19 +27,21 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-import uvicorn
 
 from devstack.dev import DEV_CRON_SECRET, app_env
 from shared.app.assembly import build_app
 from shared.http.httpx_transport import HttpxTransport
+from shared.routes import CONFIRMATION_JOB, FLUSH_OUTBOX
 from shared.web.asgi import AsgiAdapter
 from tests.faults.proxy import FaultProxy
+from tests.support.served import loopback_socket, uvicorn_in_thread
+from tests.support.waiting import wait_for
 
 T = TypeVar("T")
 
 PLATFORM_LIMIT_S = 30.0  # vercel.json maxDuration: the platform kills the call after this
-JOB_PATH = "/api/jobs/send-confirmation"
-CRON_PATH = "/api/cron/flush-outbox"
+JOB_PATH = CONFIRMATION_JOB
+CRON_PATH = FLUSH_OUTBOX
 LOGGERS = ("shared", "vercel_api", "uvicorn", "uvicorn.error", "asyncio")
 
 
@@ -126,20 +125,6 @@ def _endpoint(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Polls `probe` until it returns something truthy, within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
-
-
 @dataclass
 class FaultyApp:
     """The served app, its three proxies, and what it did."""
@@ -220,8 +205,8 @@ class FaultyApp:
         """Waits (bounded) until every call that arrived since `mark` has returned."""
         wait_for(
             lambda: all(c.done for c in self.calls_since(mark)),
-            timeout,
             "the app's calls to return",
+            timeout=timeout,
         )
         return self.calls_since(mark)
 
@@ -239,10 +224,7 @@ class FaultyApp:
             redis = stack.enter_context(FaultProxy(_endpoint(str(info["redis_rest_url"]))))
             qstash = stack.enter_context(FaultProxy(_endpoint(str(info["qstash_url"]))))
             email = stack.enter_context(FaultProxy(_endpoint(str(info["email_api_url"]))))
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            sock, url = loopback_socket()
             env = {
                 **app_env(info, url),
                 "UPSTASH_REDIS_REST_URL": redis.url,
@@ -253,10 +235,13 @@ class FaultyApp:
                 "RATE_LIMIT": "100000/10s",
                 **overrides,
             }
-            recorder = Recorder(AsgiAdapter(lambda: build_app(env, transport=HttpxTransport())))
+            transport = HttpxTransport()
+            recorder = Recorder(AsgiAdapter(lambda: build_app(env, transport=transport)))
             logs = LogKeeper()
             stack.enter_context(_kept_logs(logs))
-            stack.enter_context(_served(recorder, sock))
+            stack.enter_context(
+                uvicorn_in_thread(recorder, sock, name="faulty-app", after=transport.aclose)
+            )
             # Stopped before the server: calls still waiting on an upstream end at once.
             stack.callback(lambda: [proxy.stop() for proxy in (redis, qstash, email)])
             app = cls(url, info, redis, qstash, email, recorder, logs)
@@ -279,30 +264,3 @@ def _kept_logs(keeper: LogKeeper) -> Iterator[None]:
         root.removeHandler(keeper)
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-
-
-@contextmanager
-def _served(app: Recorder, sock: socket.socket) -> Iterator[None]:
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), name="faulty-app", daemon=True
-    )
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 15, "uvicorn to start")
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-
-
-def unique_email(tag: str) -> str:
-    return f"faults-{tag}-{uuid.uuid4().hex[:10]}@example.com"

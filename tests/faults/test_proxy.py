@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.faults.proxy import FaultProxy
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -111,23 +112,30 @@ def test_refuse_refuses_connects_until_the_mode_changes(
     assert echo.received == ["/y"]
 
 
-def test_hang_never_answers_and_is_released_by_a_mode_change(proxy: FaultProxy, echo: Echo) -> None:
-    """A hung request gets no answer (client timeout); switching modes drops it at once."""
-    proxy.set_mode("hang")
-    with httpx.Client(timeout=0.5) as short, pytest.raises(httpx.ReadTimeout):
-        short.get(proxy.url + "/slow")
+def get_in_thread(url: str) -> tuple[threading.Thread, list[BaseException | int]]:
+    """GETs `url` from a new thread (the request may hang); the thread, and the list its
+    outcome lands in (the status, or the httpx error)."""
     outcome: list[BaseException | int] = []
 
     def call() -> None:
         try:
             with httpx.Client(timeout=30) as client:
-                outcome.append(client.get(proxy.url + "/held").status_code)
+                outcome.append(client.get(url).status_code)
         except httpx.HTTPError as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=call)
     thread.start()
-    _wait(lambda: proxy.seen["hang"] == 2)
+    return thread, outcome
+
+
+def test_hang_never_answers_and_is_released_by_a_mode_change(proxy: FaultProxy, echo: Echo) -> None:
+    """A hung request gets no answer (client timeout); switching modes drops it at once."""
+    proxy.set_mode("hang")
+    with httpx.Client(timeout=0.5) as short, pytest.raises(httpx.ReadTimeout):
+        short.get(proxy.url + "/slow")
+    thread, outcome = get_in_thread(proxy.url + "/held")
+    wait_for(lambda: proxy.seen["hang"] == 2, "two hanging connections", timeout=5)
     started = time.monotonic()
     proxy.set_mode("pass")
     thread.join(10)
@@ -140,23 +148,13 @@ def test_stop_releases_hung_connections(echo: Echo) -> None:
     """Stopping the proxy with a hung request in flight returns promptly."""
     proxy = FaultProxy(("127.0.0.1", echo.server_address[1])).start()
     proxy.set_mode("hang")
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            with httpx.Client(timeout=30) as client:
-                client.get(proxy.url + "/held")
-        except httpx.HTTPError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=call)
-    thread.start()
-    _wait(lambda: proxy.seen["hang"] == 1)
+    thread, outcome = get_in_thread(proxy.url + "/held")
+    wait_for(lambda: proxy.seen["hang"] == 1, "a hanging connection", timeout=5)
     started = time.monotonic()
     proxy.stop()
     thread.join(10)
     assert time.monotonic() - started < 5
-    assert len(errors) == 1
+    assert len(outcome) == 1 and isinstance(outcome[0], httpx.HTTPError)
 
 
 def test_http500_answers_without_forwarding(
@@ -251,11 +249,3 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _wait(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)

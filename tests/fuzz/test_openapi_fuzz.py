@@ -15,28 +15,23 @@ import base64
 import json
 import logging
 import re
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
-from devstack.dev import app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
 from shared.routes import CONFIRMATION_JOB as JOB_PATH
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
+from tests.support.inprocess import app_test_env
+from tests.support.served import served_app
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
@@ -94,30 +89,15 @@ class FuzzRun:
 def served(devstack: Devstack) -> Iterator[str]:
     """The app (AsgiAdapter over build_app) served by uvicorn on a free loopback port, with a
     rate limit high enough that 429s do not hide the rest."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    env = {**app_env(devstack.raw, url), "RATE_LIMIT": "1000000/10s"}
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    config = uvicorn.Config(adapter, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    # uvicorn's access lines (they hold query strings) and httpx's per-call lines are not the
-    # app's log; the app's own loggers stay fully captured.
+    # httpx's per-call lines (they hold query strings) are not the app's log; the app's own
+    # loggers stay fully captured (uvicorn's access log is off).
     quiet = [logging.getLogger("uvicorn.access"), logging.getLogger("httpx")]
     for logger in quiet:
         logger.disabled = True
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield url
+        with served_app(lambda url: app_test_env(devstack, url, RATE_LIMIT="1000000/10s")) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         for logger in quiet:
             logger.disabled = False
 
@@ -160,13 +140,6 @@ def _answer_problem(case: Any, response: Any) -> str | None:
     return None
 
 
-def _wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def fuzz_run(served: str) -> Iterator[FuzzRun]:
     """The bounded, seeded run over every documented operation, with the app's log captured
@@ -184,7 +157,7 @@ def fuzz_run(served: str) -> Iterator[FuzzRun]:
         for operation in operations:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 _fuzz(operation, mode, served, run)
-        _wait_until(lambda: _jobs_settled(run), 60, "the confirmation jobs of created orders")
+        wait_for(lambda: _jobs_settled(run), "the confirmation jobs of created orders", timeout=60)
         yield run
     finally:
         root.removeHandler(handler)

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,22 +19,17 @@ from aiohttp import ClientSession, web
 
 from devstack.dev import DEV_EMAIL_KEY
 from shared.app.assembly import AppBundle, build_app
-from shared.http import HttpxTransport
+from shared.http.transport import Transport
 from shared.jobs.email import EmailSender
 from shared.orders.confirmation import confirmation_routes
-from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
+from shared.routes import CONFIRMATION_JOB as JOB_PATH
 from shared.web.app import App
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
-from tests.jobs.app_harness import (
-    BASE_URL,
-    JOB_PATH,
-    app_client,
-    app_test_env,
-    signed_job,
-    unique_email,
-)
+from tests.support.deliveries import signed_headers, signed_job
+from tests.support.identities import unique_email
+from tests.support.inprocess import app_client, app_test_env
+from tests.support.loopback import loopback
 
 pytestmark = pytest.mark.integration
 
@@ -98,15 +93,13 @@ def stored_order(order_id: str, email: str) -> str:
     )
 
 
-@asynccontextmanager
-async def job_client(
+def job_client(
     env: dict[str, str], *, email_api_url: str, deadline: float
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """The job route alone, built from the app's services but with an EmailSender pointed at
     `email_api_url` with a short total `deadline`."""
-    transport = HttpxTransport()
 
-    def build() -> AppBundle:
+    def build(transport: Transport) -> AppBundle:
         bundle = build_app(env, transport=transport)
         services, settings = bundle.services, bundle.settings
         router = confirmation_routes(
@@ -120,29 +113,36 @@ async def job_client(
         )
         return AppBundle(App(router, job_paths={JOB_PATH}), settings, services)
 
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=AsgiAdapter(build)), base_url=BASE_URL, timeout=60
-        ) as client:
-            yield client
-    finally:
-        await transport.aclose()
+    return app_client(env, build=build)
 
 
 @asynccontextmanager
-async def loopback(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    """A tiny aiohttp server on a free loopback port answering every request with `handler`."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+async def behind_redis_proxy(
+    devstack: Devstack,
+    intercept: Callable[[web.Request, bytes], Awaitable[bytes]],
+    **overrides: str,
+) -> AsyncIterator[dict[str, str]]:
+    """The app's test environment (with `overrides`) with Redis REST behind a loopback proxy:
+    each request's body goes through `intercept` (which may rewrite it, or hang), then to the
+    devstack's server."""
+    async with ClientSession() as upstream:
+
+        async def proxy(request: web.Request) -> web.Response:
+            body = await intercept(request, await request.read())
+            forwarded = ("authorization", "content-type")
+            headers = {k: v for k, v in request.headers.items() if k.lower() in forwarded}
+            async with upstream.request(
+                request.method,
+                devstack.redis_rest_url + request.path_qs,
+                data=body,
+                headers=headers,
+            ) as answer:
+                return web.Response(
+                    status=answer.status, body=await answer.read(), content_type="application/json"
+                )
+
+        async with loopback(proxy) as url:
+            yield app_test_env(devstack, UPSTASH_REDIS_REST_URL=url, **overrides)
 
 
 # -- the per-recipient budget counts emails sent ----------------------------------------------
@@ -226,40 +226,26 @@ async def test_a_marker_that_was_not_written_is_a_retry(devstack: Devstack) -> N
     job answers 503, not 200; the retry answers 200 with the same email, sent once, and the
     budget of one email is not spent twice."""
     armed = {"on": True}
-    rest = devstack.redis_rest_url
 
-    async with ClientSession() as upstream:
+    async def swap_marker(request: web.Request, body: bytes) -> bytes:
+        if request.path == "/multi-exec" and armed["on"] and b"email:sent:" in body:
+            # Swap the marker SET for INCR on the lease (a hex token): Redis runs the
+            # transaction and answers that command with "ERR value is not an integer".
+            commands = json.loads(body)
+            lease = next(c[1] for c in commands if c[0].upper() == "DEL")
+            return json.dumps([["INCR", lease], *commands[1:]]).encode()
+        return body
 
-        async def proxy(request: web.Request) -> web.Response:
-            body = await request.read()
-            if request.path == "/multi-exec" and armed["on"] and b"email:sent:" in body:
-                # Swap the marker SET for INCR on the lease (a hex token): Redis runs the
-                # transaction and answers that command with "ERR value is not an integer".
-                commands = json.loads(body)
-                lease = next(c[1] for c in commands if c[0].upper() == "DEL")
-                body = json.dumps([["INCR", lease], *commands[1:]]).encode()
-            forwarded = ("authorization", "content-type")
-            headers = {k: v for k, v in request.headers.items() if k.lower() in forwarded}
-            async with upstream.request(
-                request.method, rest + request.path_qs, data=body, headers=headers
-            ) as answer:
-                return web.Response(
-                    status=answer.status,
-                    body=await answer.read(),
-                    content_type="application/json",
-                )
-
-        async with loopback(proxy) as proxy_url:
-            email = unique_email("marker")
-            env = app_test_env(devstack, UPSTASH_REDIS_REST_URL=proxy_url, EMAIL_RATE_LIMIT="1/1h")
-            async with app_client(env) as client:
-                order_id = await create_order(client, email)
-                failed = await client.post(JOB_PATH, **signed_job(devstack, order_id))
-                assert failed.status_code == 503, failed.text
-                assert await redis_of(devstack).exists(f"email:sent:{order_id}") == 0
-                armed["on"] = False
-                retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
-                assert retried.status_code == 200, retried.text
+    email = unique_email("marker")
+    proxied = behind_redis_proxy(devstack, swap_marker, EMAIL_RATE_LIMIT="1/1h")
+    async with proxied as env, app_client(env) as client:
+        order_id = await create_order(client, email)
+        failed = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+        assert failed.status_code == 503, failed.text
+        assert await redis_of(devstack).exists(f"email:sent:{order_id}") == 0
+        armed["on"] = False
+        retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+        assert retried.status_code == 200, retried.text
     [sent] = await emails_to(devstack, email)
     assert retried.json() == {"status": "sent", "email_id": sent["id"]}
     assert await redis_of(devstack).get(f"email:sent:{order_id}") == sent["id"]
@@ -308,34 +294,17 @@ async def test_a_hanging_provider_is_a_503_within_the_deadline(
     assert len(await emails_to(devstack, email)) == 1
 
 
-async def test_a_signed_deeply_nested_job_body_is_489(devstack: Devstack) -> None:
-    """A correctly signed job whose body nests JSON thousands deep is a 489, never a 500."""
+@pytest.mark.parametrize("path", [JOB_PATH, "/api/jobs/smoke"], ids=["job", "smoke"])
+async def test_a_signed_deeply_nested_body_is_489(devstack: Devstack, path: str) -> None:
+    """A correctly signed job (the confirmation or the smoke job) whose body nests JSON
+    thousands deep is a non-retryable 489, never a 500: both parse with the same depth bound."""
     body = b"[" * 5000 + b"]" * 5000
-    claims = delivery_claims(BASE_URL + JOB_PATH, body, now=time.time(), jwt_id=uuid.uuid4().hex)
-    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
     async with app_client(app_test_env(devstack)) as client:
         response = await client.post(
-            JOB_PATH,
-            content=body,
-            headers={"upstash-signature": token, "content-type": "application/json"},
+            path, content=body, headers=signed_headers(devstack, path, body)
         )
     assert response.status_code == 489, response.text
-    assert response.headers["upstash-nonretryable-error"] == "true"
-
-
-async def test_a_signed_deeply_nested_smoke_body_is_489(devstack: Devstack) -> None:
-    """The smoke job parses its signed body with the same depth bound: 489, never a 500."""
-    path = "/api/jobs/smoke"
-    body = b"[" * 5000 + b"]" * 5000
-    claims = delivery_claims(BASE_URL + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
-    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
-    async with app_client(app_test_env(devstack)) as client:
-        response = await client.post(
-            path,
-            content=body,
-            headers={"upstash-signature": token, "content-type": "application/json"},
-        )
-    assert response.status_code == 489, response.text
+    assert response.headers[NON_RETRYABLE] == "true"
 
 
 # -- the route's own worst case ------------------------------------------------------------------
@@ -347,43 +316,31 @@ async def test_redis_hanging_after_the_send_is_bounded(devstack: Devstack) -> No
     bound, not three full Redis timeouts; once Redis is back the retry sends nothing twice."""
     hang = asyncio.Event()
     marker_seen: list[float] = []
-    rest = devstack.redis_rest_url
 
-    async with ClientSession() as upstream:
+    async def hang_after_the_send(request: web.Request, body: bytes) -> bytes:
+        if request.path == "/multi-exec" and b"email:sent:" in body and not marker_seen:
+            marker_seen.append(time.monotonic())
+            hang.set()
+        if hang.is_set():
+            await asyncio.Event().wait()  # accepted, never answered
+        return body
 
-        async def proxy(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            if request.path == "/multi-exec" and b"email:sent:" in body and not marker_seen:
-                marker_seen.append(time.monotonic())
-                hang.set()
-            if hang.is_set():
-                await asyncio.Event().wait()  # accepted, never answered
-            forwarded = ("authorization", "content-type")
-            headers = {k: v for k, v in request.headers.items() if k.lower() in forwarded}
-            async with upstream.request(
-                request.method, rest + request.path_qs, data=body, headers=headers
-            ) as answer:
-                return web.Response(
-                    status=answer.status, body=await answer.read(), content_type="application/json"
-                )
-
-        async with loopback(proxy) as proxy_url:
-            email = unique_email("hang-after-send")
-            # 2/1h: the refund could not reach the hanging Redis, so the retry takes a 2nd token.
-            env = app_test_env(devstack, UPSTASH_REDIS_REST_URL=proxy_url, EMAIL_RATE_LIMIT="2/1h")
-            async with app_client(env) as client:
-                order_id = await create_order(client, email)
-                failed = await asyncio.wait_for(
-                    client.post(JOB_PATH, **signed_job(devstack, order_id)), timeout=60
-                )
-                after_send = time.monotonic() - marker_seen[0]
-            assert failed.status_code == 503, failed.text
-            # Marker deadline (3 s) + give-back (1 s), with room for a loaded machine; three
-            # sequential 5 s Redis timeouts (marker, refund, lease release) would take >= 10 s.
-            assert after_send < 8.0, after_send
-            hang.clear()
-            async with app_client(env) as client:
-                await redis_of(devstack).delete(f"email:lease:{order_id}")  # its TTL is 60 s
-                retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
-            assert retried.status_code == 200, retried.text
+    email = unique_email("hang-after-send")
+    # 2/1h: the refund could not reach the hanging Redis, so the retry takes a 2nd token.
+    async with behind_redis_proxy(devstack, hang_after_the_send, EMAIL_RATE_LIMIT="2/1h") as env:
+        async with app_client(env) as client:
+            order_id = await create_order(client, email)
+            failed = await asyncio.wait_for(
+                client.post(JOB_PATH, **signed_job(devstack, order_id)), timeout=60
+            )
+            after_send = time.monotonic() - marker_seen[0]
+        assert failed.status_code == 503, failed.text
+        # Marker deadline (3 s) + give-back (1 s), with room for a loaded machine; three
+        # sequential 5 s Redis timeouts (marker, refund, lease release) would take >= 10 s.
+        assert after_send < 8.0, after_send
+        hang.clear()
+        async with app_client(env) as client:
+            await redis_of(devstack).delete(f"email:lease:{order_id}")  # its TTL is 60 s
+            retried = await client.post(JOB_PATH, **signed_job(devstack, order_id))
+        assert retried.status_code == 200, retried.text
     assert len(await emails_to(devstack, email)) == 1

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -16,31 +14,9 @@ from devstack.dev import DEV_CRON_SECRET, app_env
 from tests.conftest import REPO_ROOT, Devstack
 from tests.launcher.edge import EdgeProxy, edge_proxy
 from tests.launcher.harness import VercelLauncher
+from tests.support.identities import fresh_address
 
 BYPASS_HEADER = "x-vercel-protection-bypass"
-
-T = TypeVar("T")
-_ips = itertools.count(1)
-
-
-def fresh_ip() -> str:
-    """A client address no other test used (TEST-NET-2 range), for rate-limit isolation."""
-    n = next(_ips)
-    return f"198.51.{100 + n // 250}.{n % 250 + 1}"
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
-    """Polls `probe` until it returns something truthy, with a bounded deadline."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.3)
 
 
 class ProtectedEdgeProxy(EdgeProxy):
@@ -92,7 +68,7 @@ class Api:
         json: Any = None,
         content: bytes | str | None = None,
     ) -> httpx.Response:
-        all_headers = {"x-test-client-ip": ip or fresh_ip(), **(headers or {})}
+        all_headers = {"x-test-client-ip": ip or fresh_address(), **(headers or {})}
         if self.protection_bypass is not None:
             all_headers.setdefault(BYPASS_HEADER, self.protection_bypass)
         return self.http.request(

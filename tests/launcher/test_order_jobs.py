@@ -13,7 +13,8 @@ import redis as redis_py
 
 from shared.qstash.signing import delivery_claims, sign_jwt
 from tests.conftest import Devstack
-from tests.launcher.app_client import Api, fresh_ip, running_api
+from tests.launcher.app_client import Api, running_api
+from tests.support.identities import fresh_address
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 JOB = "/api/jobs/send-confirmation"
@@ -50,7 +51,7 @@ def test_denied_read_never_calls_the_loader(api: Api, devstack: Devstack) -> Non
     (no cache entry is written for the order)."""
     created = api.create_order(f"d-{uuid.uuid4().hex[:8]}@example.com").json()
     oid, token = created["order"]["id"], created["access_token"]
-    ip = fresh_ip()
+    ip = fresh_address()
     statuses = [api.request("GET", "/api/health", ip=ip).status_code for _ in range(7)]
     assert statuses[-1] == 429, statuses
     denied = api.request(

@@ -14,7 +14,9 @@ import redis as redis_py
 
 from shared.qstash.signing import delivery_claims, sign_jwt
 from tests.conftest import Devstack
-from tests.launcher.app_client import Api, fresh_ip, running_api, wait_for
+from tests.launcher.app_client import Api, running_api
+from tests.support.identities import fresh_address, unique_email
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 JSON_TYPE = {"content-type": "application/json"}
@@ -24,10 +26,6 @@ JSON_TYPE = {"content-type": "application/json"}
 def api(devstack: Devstack) -> Iterator[Api]:
     with running_api(devstack) as api:
         yield api
-
-
-def unique_email() -> str:
-    return f"buyer-{uuid.uuid4().hex[:12]}@example.com"
 
 
 def test_health(api: Api) -> None:
@@ -45,7 +43,7 @@ def test_order_job_email_and_cached_reads(api: Api) -> None:
     """An order is created, QStash delivers the signed job, exactly one email arrives, and
     two reads are MISS then HIT with one Redis HTTP request each."""
     email = unique_email()
-    ip = fresh_ip()
+    ip = fresh_address()
     created = api.create_order(email, ip=ip)
     assert created.status_code == 201, created.text
     data = created.json()
@@ -69,7 +67,7 @@ def test_order_job_email_and_cached_reads(api: Api) -> None:
     auth = {"Authorization": f"Bearer {warm['access_token']}"}
     assert api.request("GET", f"/api/orders/{warm['order']['id']}", headers=auth).status_code == 200
 
-    read_ip = fresh_ip()
+    read_ip = fresh_address()
     counts, statuses = [], []
     for _ in range(2):
         before = api.redis_requests()
@@ -106,7 +104,7 @@ def test_order_read_needs_the_token(api: Api) -> None:
 
 def test_rate_limit_answers_429_with_headers(api: Api) -> None:
     """The 6th request in the window from one address is a 429 with limit headers."""
-    ip = fresh_ip()
+    ip = fresh_address()
     answers = [api.request("GET", "/api/health", ip=ip) for _ in range(5)]
     assert [a.status_code for a in answers] == [200] * 5
     # The approximated sliding window may admit one more when a window edge falls inside
@@ -118,7 +116,7 @@ def test_rate_limit_answers_429_with_headers(api: Api) -> None:
     assert denied.headers["x-ratelimit-remaining"] == "0"
     assert int(denied.headers["retry-after"]) >= 1
     assert "ratelimit-policy" in denied.headers and "ratelimit" in denied.headers
-    other = api.request("GET", "/api/health", ip=fresh_ip())
+    other = api.request("GET", "/api/health", ip=fresh_address())
     assert other.status_code == 200
 
 

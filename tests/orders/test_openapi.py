@@ -19,7 +19,7 @@ from shared.orders import create_handlers
 from shared.orders.openapi import openapi_document
 from shared.orders.records import ORDER_ID
 from tests.conftest import Devstack
-from tests.jobs.app_harness import BASE_URL, app_client, app_test_env
+from tests.support.inprocess import BASE_URL, app_client, app_test_env
 
 APP_URL = "https://shop.example.com"
 DOC = openapi_document(APP_URL)

@@ -8,24 +8,20 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import httpx
 import pytest
 
-from devstack.dev import app_env
-from shared.app.assembly import build_app
 from shared.errors import ConfigError
-from shared.http import HttpxTransport
 from shared.orders.models import OrderIn
 from shared.orders.records import new_order_id, order_key
 from shared.orders.service import idempotency_key
 from shared.redis import Redis
 from shared.settings import Settings
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import MINIMAL_ENV_NO_SECRET, Devstack, running_devstack
+from tests.support.inprocess import AppClient, app_client, app_test_env
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"  # nothing listens: jobs are published, never delivered
@@ -41,18 +37,9 @@ def stack() -> Iterator[Devstack]:
         yield stack
 
 
-@asynccontextmanager
-async def client(stack: Devstack, **overrides: str) -> AsyncIterator[httpx.AsyncClient]:
-    env = {
-        **app_env(stack.raw, APP_URL),
-        "RATE_LIMIT": "100000/10s",
-        "ORDER_TOKEN_SECRET": SECRET_A,
-        **overrides,
-    }
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    transport = httpx.ASGITransport(app=adapter)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
+def client(stack: Devstack, **overrides: str) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process on `stack`, its tokens signed with SECRET_A unless overridden."""
+    return app_client(app_test_env(stack, APP_URL, **{"ORDER_TOKEN_SECRET": SECRET_A, **overrides}))
 
 
 def order_body(email: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import pytest
 
 from devstack.dev import DEV_ORDER_TOKEN_SECRET
 from shared.background import background
-from shared.http import HttpxTransport
 from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import OUTBOX_KEY, Outbox
 from shared.orders.records import Item, OrderTokens
@@ -19,20 +18,9 @@ from shared.qstash import QStash
 from shared.redis import Redis
 from shared.scope import request_scope
 from tests.conftest import Devstack
+from tests.support.transports import CountingTransport
 
 pytestmark = pytest.mark.integration
-
-
-class Counting:
-    """Forwards to a real transport and records the path of every request it sends."""
-
-    def __init__(self, inner: HttpxTransport) -> None:
-        self.inner = inner
-        self.paths: list[str] = []
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        self.paths.append(request.url.rsplit("/", 1)[-1])
-        return await self.inner.send(request)
 
 
 class AcceptingQStash:
@@ -53,8 +41,7 @@ async def test_one_round_trip_before_the_answer_and_one_after(
 ) -> None:
     """Creating an order sends one Redis request and one publish before returning; the
     outbox entry removal and the idempotency record's `done` follow in one request."""
-    inner = HttpxTransport()
-    counting = Counting(inner)
+    counting = CountingTransport()  # each request to Redis is one round trip
     redis = Redis(devstack.redis_rest_url, devstack.redis_rest_token, transport=counting)
     qstash_transport = AcceptingQStash()
     service = OrderService(
@@ -66,12 +53,12 @@ async def test_one_round_trip_before_the_answer_and_one_after(
     order = NewOrder("a@example.com", (Item("SKU-1", 1, 500),), "EUR")
 
     async def create(key: str | None) -> tuple[str, list[str], list[str]]:
-        counting.paths.clear()
+        counting.sent.clear()
         async with request_scope():
             outcome = await service.create(order, request_hash="h", key=key, request_id="r")
-            before = list(counting.paths)
+            before = list(counting.sent)
             await background().drain()
-        after = counting.paths[len(before) :]
+        after = counting.sent[len(before) :]
         return str(outcome.body["order"]["id"]), before, after
 
     await create(None)  # loads the scripts (a first EVALSHA is answered NOSCRIPT)
@@ -85,7 +72,7 @@ async def test_one_round_trip_before_the_answer_and_one_after(
         record = json.loads(await redis.get(idempotency_key(key)) or "{}")
         assert record["state"] == "done" and record["order"] == order_id
         assert 0 < await redis.ttl(idempotency_key(key)) <= 24 * 3600
-    await inner.aclose()
+    await counting.aclose()
 
 
 async def test_a_duplicate_right_after_the_answer_replays(devstack: Devstack) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Devstack
 from tests.email.test_email_address import BAD
-from tests.jobs.app_harness import app_client, app_test_env
+from tests.support.inprocess import app_client, app_test_env
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import Devstack, running_devstack
-from tests.launcher.app_client import running_api, wait_for
+from tests.launcher.app_client import running_api
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 

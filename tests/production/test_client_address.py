@@ -3,48 +3,36 @@ anyone can send: in process (ASGI adapter + httpx.ASGITransport) on the devstack
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import subprocess
-import time
-import uuid
-from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devstack.dev import app_env, vercel_server_command
-from shared.app.assembly import build_app
 from shared.errors import ConfigError
-from shared.http import HttpxTransport
 from shared.settings import Settings
-from shared.web.asgi import AsgiAdapter, client_ip_from
+from shared.web.asgi import client_ip_from
 from shared.web.http import Headers
 from tests.conftest import MINIMAL_ENV, Devstack
+from tests.support.identities import fresh_address
+from tests.support.inprocess import AppClient, app_client
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"  # nothing listens: no job is ever delivered from here
 LIMIT = 3
-_hosts = itertools.count(1)
 
 
-def fresh_address() -> str:
-    """An address no other run used (a random /16 of 10/8), so budgets never carry over."""
-    n = uuid.uuid4().int
-    return f"10.{n % 256}.{(n >> 8) % 256}.{next(_hosts) % 250 + 1}"
-
-
-def client_for(devstack: Devstack, peer: str, **overrides: str) -> httpx.AsyncClient:
-    env: Mapping[str, str] = {
-        **app_env(devstack.raw, APP_URL),
-        "RATE_LIMIT": f"{LIMIT}/60s",
-        **overrides,
-    }
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    transport = httpx.ASGITransport(app=adapter, client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+def client_for(
+    devstack: Devstack, peer: str, **overrides: str
+) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process (LIMIT requests a minute), called from the socket peer `peer`."""
+    env = {**app_env(devstack.raw, APP_URL), "RATE_LIMIT": f"{LIMIT}/60s", **overrides}
+    return app_client(env, client_ip=peer)
 
 
 async def statuses(client: httpx.AsyncClient, headers: list[dict[str, str]]) -> list[int]:
@@ -137,14 +125,15 @@ def test_make_dev_server_ignores_a_client_forwarded_for(devstack: Devstack) -> N
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as http:
-            deadline = time.monotonic() + 30
-            while True:
+
+            def started() -> bool:
                 try:
                     http.get("/api/openapi.json")  # spends one token of 127.0.0.1's budget
-                    break
                 except httpx.TransportError:
-                    assert time.monotonic() < deadline, "uvicorn did not start"
-                    time.sleep(0.1)
+                    return False
+                return True
+
+            wait_for(started, "uvicorn to start")
             answered = [
                 http.get("/api/health", headers={"x-forwarded-for": fresh_address()}).status_code
                 for _ in range(LIMIT + 2)

@@ -4,19 +4,16 @@ of overwriting the cap's answer with a quota the request did not run out of."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 
-import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
 from shared.ratelimit import ConcurrencyLimit
 from shared.redis import Redis
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
+from tests.support.identities import fresh_address
+from tests.support.inprocess import AppClient, app_client
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"
@@ -27,19 +24,18 @@ ORDER = {
 }
 
 
-def client_for(devstack: Devstack, peer: str, **overrides: str) -> httpx.AsyncClient:
-    env: Mapping[str, str] = {**app_env(devstack.raw, APP_URL), **overrides}
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    transport = httpx.ASGITransport(app=adapter, client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+def client_for(
+    devstack: Devstack, peer: str, **overrides: str
+) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process on the devstack, called from the socket peer `peer`."""
+    return app_client({**app_env(devstack.raw, APP_URL), **overrides}, client_ip=peer)
 
 
 async def test_concurrency_refusal_headers_describe_the_cap(devstack: Devstack) -> None:
     """429 "Too many concurrent requests": X-RateLimit-* and Retry-After are the cap's
     (limit 2, remaining 0); RateLimit-Policy and RateLimit list the cap and the rate limit;
     an admitted order still carries the rate limit's headers alone."""
-    n = uuid.uuid4().int
-    peer = f"10.{n % 256}.{(n >> 8) % 256}.{(n >> 16) % 250 + 1}"
+    peer = fresh_address()
     redis = Redis(devstack.redis_rest_url, devstack.redis_rest_token)
     slots = ConcurrencyLimit(redis, 2, lease="30 s")
     held = [await slots.acquire(f"ip:{peer}") for _ in range(2)]

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 
-import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
-from shared.qstash.signing import delivery_claims, sign_jwt
-from shared.web.asgi import AsgiAdapter
 from shared.web.reporting import ErrorReport
 from tests.conftest import Devstack
+from tests.support.deliveries import signed_headers
+from tests.support.inprocess import BASE_URL, AppClient, app_client
 
 pytestmark = pytest.mark.integration
-BASE_URL = "http://testserver"
 ORDER = {
     "customer_email": "hook@example.com",
     "currency": "EUR",
@@ -27,18 +22,11 @@ ORDER = {
 }
 
 
-def client_for(env: Mapping[str, str], reports: list[ErrorReport] | None) -> httpx.AsyncClient:
-    reporter = None if reports is None else reports.append
-    adapter = AsgiAdapter(
-        lambda: build_app(env, transport=HttpxTransport(), error_reporter=reporter)
-    )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=adapter), base_url=BASE_URL)
-
-
-def signed(devstack: Devstack, path: str, body: bytes) -> dict[str, str]:
-    claims = delivery_claims(BASE_URL + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
-    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
-    return {"upstash-signature": token, "content-type": "application/json"}
+def client_for(
+    env: Mapping[str, str], reports: list[ErrorReport] | None
+) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process; its error reports go to `reports` (None: the default reporter)."""
+    return app_client(env, error_reporter=None if reports is None else reports.append)
 
 
 async def test_reporter_gets_the_request_id_of_a_503(devstack: Devstack) -> None:
@@ -64,7 +52,7 @@ async def test_reporter_gets_every_job_failure(devstack: Devstack) -> None:
     path = "/api/jobs/send-confirmation"
     body = b'{"orderId": "ord_AAAAAAAAAAAAAAAAAAAAAA", "requestId": "origin-request"}'
     async with client_for(app_env(devstack.raw, BASE_URL), reports) as client:
-        gone = await client.post(path, content=body, headers=signed(devstack, path, body))
+        gone = await client.post(path, content=body, headers=signed_headers(devstack, path, body))
         forged = await client.post(path, content=body, headers={"upstash-signature": "x.y.z"})
     assert (gone.status_code, forged.status_code) == (489, 401)
     assert [(r.status, r.path) for r in reports] == [(489, path), (401, path)]
@@ -104,9 +92,7 @@ async def test_a_broken_reporter_does_not_break_the_answer(devstack: Devstack) -
         raise RuntimeError("reporter down")
 
     env = {**app_env(devstack.raw, BASE_URL), "UPSTASH_REDIS_REST_URL": "http://127.0.0.1:9"}
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport(), error_reporter=broken))
-    transport = httpx.ASGITransport(app=adapter)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async with app_client(env, error_reporter=broken) as client:
         response = await client.get("/api/health")
     assert response.status_code == 503 and response.json()["status"] == "degraded"
 

@@ -6,17 +6,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
+from tests.support.inprocess import BASE_URL, app_client
 
 pytestmark = pytest.mark.integration
-BASE_URL = "http://testserver"
 
 
 @pytest.fixture
@@ -36,15 +32,8 @@ async def test_fail_open_answers_carry_only_the_policy(
     """With Redis unreachable, a route that needs no Redis still answers 200 (fail open) with
     X-RateLimit-Limit and RateLimit-Policy, but no Remaining, Reset or RateLimit field."""
     env = {**app_env(devstack.raw, BASE_URL), "UPSTASH_REDIS_REST_URL": refusing_url}
-    transport = HttpxTransport()
-    adapter = AsgiAdapter(lambda: build_app(env, transport=transport))
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=adapter), base_url=BASE_URL, timeout=30
-        ) as client:
-            response = await client.get("/api/openapi.json")
-    finally:
-        await transport.aclose()
+    async with app_client(env) as client:
+        response = await client.get("/api/openapi.json")
     assert response.status_code == 200, response.text
     assert response.headers["x-ratelimit-limit"] == "10"
     assert "ratelimit-policy" in response.headers

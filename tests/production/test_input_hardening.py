@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.dev import app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
-from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
-from shared.web.asgi import AsgiAdapter
 from shared.web.reporting import ErrorReport
 from tests.conftest import Devstack
+from tests.support.deliveries import signature
+from tests.support.inprocess import AppClient, app_client, app_test_env
 
 pytestmark = pytest.mark.integration
 BASE_URL = "http://testserver"
@@ -39,7 +36,7 @@ def order(email: str) -> dict[str, Any]:
 
 @pytest.fixture
 def env(devstack: Devstack) -> dict[str, str]:
-    return {**app_env(devstack.raw, BASE_URL), "RATE_LIMIT": "100000/10s"}
+    return app_test_env(devstack)
 
 
 @pytest.fixture
@@ -48,11 +45,11 @@ def caplog_all(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
     yield caplog
 
 
-def client_for(env: Mapping[str, str], reports: list[ErrorReport]) -> httpx.AsyncClient:
-    adapter = AsgiAdapter(
-        lambda: build_app(env, transport=HttpxTransport(), error_reporter=reports.append)
-    )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=adapter), base_url=BASE_URL)
+def client_for(
+    env: Mapping[str, str], reports: list[ErrorReport]
+) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process, its error reports collected in `reports` (none logged)."""
+    return app_client(env, error_reporter=reports.append)
 
 
 def assert_clean_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,8 +165,7 @@ async def test_signed_job_deliveries_are_exempt_from_the_json_rule(
     """A signed job delivery reaches its handler whatever its Content-Type (the publisher
     chooses it): an unknown order answers 489, not 415."""
     body = b'{"orderId": "ord_AAAAAAAAAAAAAAAAAAAAAA"}'
-    claims = delivery_claims(BASE_URL + JOB, body, now=time.time(), jwt_id=uuid.uuid4().hex)
-    token = sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
+    token = signature(devstack, JOB, body)
     async with client_for(env, []) as client:
         for content_type in ("text/plain", "application/json"):
             response = await client.post(

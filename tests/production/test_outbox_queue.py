@@ -11,8 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -20,15 +19,14 @@ import pytest
 from aiohttp import web
 
 from devstack.dev import DEV_CRON_SECRET, app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
-from shared.http.transport import HttpRequest, HttpResponse
 from shared.jobs.outbox import DEAD_KEY, OUTBOX_KEY, DeadJob, Job, Outbox
 from shared.qstash import QStash
 from shared.redis import Redis
-from shared.web.asgi import AsgiAdapter
 from shared.web.reporting import ErrorReport
 from tests.conftest import Devstack, running_devstack
+from tests.support.inprocess import app_client
+from tests.support.transports import CountingTransport
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -116,18 +114,6 @@ class QStashStandIn:
         self._thread.join(10)
 
 
-class CountingTransport:
-    """The real httpx transport, counting every request (the Workers subrequest budget)."""
-
-    def __init__(self) -> None:
-        self.inner = HttpxTransport()
-        self.sent: list[str] = []
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        self.sent.append(request.url)
-        return await self.inner.send(request)
-
-
 class Clock:
     """Unix ms that moves only when told to."""
 
@@ -174,24 +160,6 @@ def env_for(stack: Devstack, stub: QStashStandIn, **extra: str) -> dict[str, str
     }
 
 
-@asynccontextmanager
-async def app_client(
-    env: Mapping[str, str], reports: list[ErrorReport] | None = None, ip: str = "127.0.0.1"
-) -> AsyncIterator[tuple[httpx.AsyncClient, AsgiAdapter]]:
-    """The app in process through its ASGI adapter: each call returns when the ASGI call
-    does, background flushes included (what Vercel waits for)."""
-    adapter = AsgiAdapter(
-        lambda: build_app(
-            env,
-            transport=HttpxTransport(),
-            error_reporter=None if reports is None else reports.append,
-        )
-    )
-    transport = httpx.ASGITransport(app=adapter, client=(ip, 4321))
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=120) as client:
-        yield client, adapter
-
-
 def legacy_job(job_url: str, order_id: str | None = None) -> str:
     """A job as the outbox stored it before it had retry state."""
     order_id = order_id or f"ord_{uuid.uuid4().hex[:22]}"
@@ -222,7 +190,7 @@ async def test_order_with_a_hanging_qstash_answers_201_from_the_outbox(
     within the bound with a 201; the job waits in the outbox and is published once QStash is
     back and its next attempt is due."""
     stub.mode = "hang"
-    async with app_client(env_for(stack, stub)) as (client, _):
+    async with app_client(env_for(stack, stub)) as client:
         started = time.monotonic()
         response = await client.post("/api/orders", json=ORDER)
         elapsed = time.monotonic() - started
@@ -268,7 +236,7 @@ async def test_permanently_refused_job_is_dead_lettered_once_and_never_republish
     once, and 20 later health checks and a cron flush publish nothing."""
     stub.mode = "refuse"
     reports: list[ErrorReport] = []
-    async with app_client(env_for(stack, stub), reports) as (client, _):
+    async with app_client(env_for(stack, stub), error_reporter=reports.append) as client:
         created = await client.post("/api/orders", json=ORDER)
         assert created.status_code == 201, created.text
         order_id = created.json()["order"]["id"]
@@ -294,20 +262,20 @@ async def test_rejected_requests_trigger_no_flush(
     request flushes it (a job stored before retry state existed)."""
     env = env_for(stack, stub, RATE_LIMIT="1/1d")  # no window edge inside the test
     ip = "192.0.2.77"
-    async with app_client(env, ip=ip) as (client, _):
+    async with app_client(env, client_ip=ip) as client:
         assert (await client.get("/api/health")).status_code == 200  # the budget is spent
     job_id = f"ord_{uuid.uuid4().hex[:22]}"
     await redis.hset(
         OUTBOX_KEY, {job_id: legacy_job(f"{stub.url}/api/jobs/send-confirmation", job_id)}
     )
-    async with app_client(env, ip=ip) as (client, _):
+    async with app_client(env, client_ip=ip) as client:
         limited = [(await client.get("/api/health")).status_code for _ in range(10)]
         assert set(limited) == {429}
         assert stub.publishes == []
-    async with app_client(env, ip="192.0.2.78") as (client, _):
+    async with app_client(env, client_ip="192.0.2.78") as client:
         missing = await client.get("/api/nothing-here")
         assert missing.status_code == 404 and stub.publishes == []
-    async with app_client(env, ip="192.0.2.79") as (client, _):
+    async with app_client(env, client_ip="192.0.2.79") as client:
         assert (await client.get("/api/health")).status_code == 200
     assert stub.publishes == [1]
     assert await stored_job(redis, job_id) is None
@@ -363,7 +331,7 @@ async def test_cron_flush_with_a_hanging_qstash_is_bounded(
     stub.mode = "hang"
     job_url = f"{stub.url}/api/jobs/send-confirmation"
     await redis.hset(OUTBOX_KEY, {f"ord_{i}": legacy_job(job_url, f"ord_{i}") for i in range(3)})
-    async with app_client(env_for(stack, stub)) as (client, adapter):
+    async with app_client(env_for(stack, stub)) as client:
         started = time.monotonic()
         response = await client.get("/api/cron/flush-outbox", headers=ADMIN)
         cron_s = time.monotonic() - started
@@ -374,7 +342,7 @@ async def test_cron_flush_with_a_hanging_qstash_is_bounded(
         await redis.delete(OUTBOX_KEY)
         await redis.hset(OUTBOX_KEY, {"ord_x": legacy_job(job_url, "ord_x")})
         started = time.monotonic()
-        await adapter.bundle().scheduled("*/10 * * * *")
+        await client.adapter.bundle().scheduled("*/10 * * * *")
         assert time.monotonic() - started < BOUND_S
     assert stub.publishes == [3, 1]
 
@@ -446,7 +414,7 @@ async def test_dead_letters_are_listed_replayed_and_dropped_with_the_secret(
     """Without CRON_SECRET every dead-letter route is 401; with it the list shows the job,
     a replay publishes it through QStash (delivered once), DELETE drops another for good."""
     stub.mode = "refuse"
-    async with app_client(env_for(stack, stub)) as (client, _):
+    async with app_client(env_for(stack, stub)) as client:
         first = (await client.post("/api/orders", json=ORDER)).json()["order"]["id"]
         second = (await client.post("/api/orders", json=ORDER)).json()["order"]["id"]
         wrong = {"authorization": "Bearer not-the-secret"}
@@ -475,8 +443,9 @@ async def test_dead_letters_are_listed_replayed_and_dropped_with_the_secret(
         assert missing.status_code == 404
         assert (await client.get(DEAD_PATH, headers=ADMIN)).json() == {"dead": []}
     assert await redis.hlen(OUTBOX_KEY) == 0
-    for _ in range(200):  # QStash delivers to the stand-in's job URL (bounded poll)
-        if stub.deliveries:
-            break
-        await asyncio.sleep(0.05)
+
+    async def delivered() -> list[dict[str, Any]]:  # QStash delivers to the stand-in's job URL
+        return stub.deliveries
+
+    await eventually(delivered, "the replayed job's delivery", timeout=10)
     assert [d["orderId"] for d in stub.deliveries] == [first]

@@ -13,7 +13,9 @@ import redis
 
 from shared.qstash.signing import delivery_claims, sign_jwt
 from tests.conftest import Devstack
-from tests.launcher.app_client import Api, ProtectedEdgeProxy, fresh_ip, running_api, wait_for
+from tests.launcher.app_client import Api, ProtectedEdgeProxy, running_api
+from tests.support.identities import fresh_address, unique_email
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 
@@ -47,10 +49,6 @@ def until_429(call: Callable[[], httpx.Response], attempts: int = 12) -> httpx.R
             return response
         assert response.status_code in (200, 201), response.text
     raise AssertionError(f"no 429 within {attempts} requests")
-
-
-def unique_email() -> str:
-    return f"prod-{uuid.uuid4().hex[:12]}@example.com"
 
 
 def preflight(api: Api, origin: str, *, ip: str | None = None, path: str = "/api/orders"):  # type: ignore[no-untyped-def]
@@ -93,7 +91,7 @@ def test_preflight_from_another_origin_is_403_without_cors_headers(api: Api) -> 
 
 def test_preflights_are_not_rate_limited(api: Api) -> None:
     """Ten preflights from one address leave its whole budget for the real requests."""
-    ip = fresh_ip()
+    ip = fresh_address()
     assert {preflight(api, SHOP, ip=ip).status_code for _ in range(10)} == {204}
     response = api.request("GET", "/api/health", ip=ip, headers={"Origin": SHOP})
     assert response.status_code == 200
@@ -102,7 +100,7 @@ def test_preflights_are_not_rate_limited(api: Api) -> None:
 
 def test_allowed_origin_gets_cors_headers_on_every_answer(api: Api) -> None:
     """200, 401, 404 and 429 answers all carry the CORS headers for an allowed origin."""
-    ip = fresh_ip()
+    ip = fresh_address()
     origin = {"Origin": "http://localhost:3000"}
     ok = api.request("GET", "/api/health", ip=ip, headers=origin)
     unauthorized = api.request("POST", "/api/orders", ip=ip, headers=origin, json={})
@@ -161,12 +159,12 @@ def test_reads_need_no_key(api: Api) -> None:
 def test_a_valid_key_has_its_own_budget(api: Api) -> None:
     """An address out of budget can still create with a key; the key's budget is shared across
     addresses and runs out on its own."""
-    ip = fresh_ip()
+    ip = fresh_address()
     until_429(lambda: api.request("GET", "/api/health", ip=ip))
     with_key = api.create_order(unique_email(), ip=ip, **{"X-API-Key": KEY_BUDGET})
     assert with_key.status_code == 201, with_key.text
     denied = until_429(
-        lambda: api.create_order(unique_email(), ip=fresh_ip(), **{"X-API-Key": KEY_BUDGET}),
+        lambda: api.create_order(unique_email(), ip=fresh_address(), **{"X-API-Key": KEY_BUDGET}),
         attempts=6,
     )
     assert denied.json() == {"error": "Too many requests"}

@@ -4,36 +4,29 @@ ORDER_CONCURRENCY, in process (ASGI adapter + httpx.ASGITransport) on the devsta
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 
-import httpx
 import pytest
 
 from devstack.dev import app_env
-from shared.app.assembly import build_app
 from shared.errors import ConfigError
-from shared.http import HttpxTransport
 from shared.ratelimit import ConcurrencyLimit, Protection
 from shared.ratelimit.concurrency import DEFAULT_CONCURRENCY_PREFIX
 from shared.redis import Redis
 from shared.settings import Settings
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
+from tests.support.identities import fresh_address
+from tests.support.inprocess import AppClient, app_client
 
 pytestmark = pytest.mark.integration
 APP_URL = "http://127.0.0.1:9"  # nothing listens: no job is ever delivered from here
 
 
-def fresh_address() -> str:
-    n = uuid.uuid4().int
-    return f"10.{n % 256}.{(n >> 8) % 256}.{(n >> 16) % 250 + 1}"
-
-
-def client_for(devstack: Devstack, peer: str, **overrides: str) -> httpx.AsyncClient:
-    env: Mapping[str, str] = {**app_env(devstack.raw, APP_URL), **overrides}
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    transport = httpx.ASGITransport(app=adapter, client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+def client_for(
+    devstack: Devstack, peer: str, **overrides: str
+) -> AbstractAsyncContextManager[AppClient]:
+    """The app in process on the devstack, called from the socket peer `peer`."""
+    return app_client({**app_env(devstack.raw, APP_URL), **overrides}, client_ip=peer)
 
 
 ORDER = {

@@ -25,6 +25,18 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_VARS)}
 
 
+def run_smoke(env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`tools/smoke.py` with no credential from this process's environment, only `env`'s."""
+    return subprocess.run(
+        [sys.executable, "tools/smoke.py"],
+        cwd=REPO_ROOT,
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_make_smoke_skips_without_credentials() -> None:
     """`make smoke` without Upstash credentials exits 0 and says what is missing."""
     result = subprocess.run(
@@ -53,7 +65,6 @@ def api(devstack: Devstack) -> Iterator[Api]:
 def test_smoke_passes_against_the_devstack(api: Api, devstack: Devstack) -> None:
     """With credentials and APP_URL, every check passes, the QStash round trip included."""
     env = {
-        **clean_env(),
         "UPSTASH_REDIS_REST_URL": devstack.redis_rest_url,
         "UPSTASH_REDIS_REST_TOKEN": devstack.redis_rest_token,
         "QSTASH_URL": api.env["QSTASH_URL"],
@@ -62,14 +73,7 @@ def test_smoke_passes_against_the_devstack(api: Api, devstack: Devstack) -> None
         "VERCEL_AUTOMATION_BYPASS_SECRET": BYPASS,
         "SMOKE_TIMEOUT": "30",
     }
-    result = subprocess.run(
-        [sys.executable, "tools/smoke.py"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_smoke(env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "ok   redis commands" in out and "ok   rate limiter decision" in out
@@ -81,18 +85,10 @@ def test_smoke_passes_against_the_devstack(api: Api, devstack: Devstack) -> None
 def test_smoke_fails_loudly_on_a_wrong_token(devstack: Devstack) -> None:
     """A wrong Redis token is a failure (exit 1) that names the error, not a skip."""
     env = {
-        **clean_env(),
         "UPSTASH_REDIS_REST_URL": devstack.redis_rest_url,
         "UPSTASH_REDIS_REST_TOKEN": "not-the-token",
     }
-    result = subprocess.run(
-        [sys.executable, "tools/smoke.py"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_smoke(env, timeout=60)
     assert result.returncode == 1
     assert "FAILED RedisAuthError" in result.stdout
     assert "not-the-token" not in result.stdout

@@ -11,7 +11,9 @@ import redis
 
 from shared.qstash.signing import delivery_claims, sign_jwt
 from tests.conftest import Devstack, running_devstack
-from tests.launcher.app_client import fresh_ip, running_api, wait_for
+from tests.launcher.app_client import running_api
+from tests.support.identities import fresh_address
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.launcher, pytest.mark.integration]
 
@@ -44,7 +46,7 @@ def test_every_key_the_app_writes_has_a_ttl(private_stack: Devstack) -> None:
         reads = [api.request("GET", f"/api/orders/{oid}", headers=auth) for _ in range(2)]
         assert [r.headers["x-cache"] for r in reads] == ["MISS", "HIT"]
 
-        ip = fresh_ip()
+        ip = fresh_address()
         statuses = [api.request("GET", "/api/health", ip=ip).status_code for _ in range(8)]
         assert 429 in statuses, statuses
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from aiohttp import web
 from runner import SCRIPTS, assert_checks_passed, run_in_pyodide
 
 from shared.qstash import QStash, Receiver
+from tests.conftest import qstash_env_of
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.pyodide, pytest.mark.integration]
 
@@ -29,13 +30,13 @@ class ThreadSink:
     received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
 
     def wait_for(self, path: str, count: int, timeout: float = 10.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Waits (bounded) until `path` received `count` requests; all it received."""
+
+        def received() -> list[Any] | None:
             hits = [r for r in self.received if r[0] == path]
-            if len(hits) >= count:
-                return hits
-            assert time.monotonic() < deadline, f"{path}: {len(hits)} of {count} deliveries"
-            time.sleep(0.02)
+            return hits if len(hits) >= count else None
+
+        return wait_for(received, f"{count} deliveries to {path}", timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,6 @@ def thread_sink() -> Iterator[ThreadSink]:
         thread.join(10)
 
 
-def qstash_env(info: dict[str, Any]) -> dict[str, str]:
-    return {
-        "QSTASH_URL": info["qstash_url"],
-        "QSTASH_TOKEN": info["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
-    }
-
-
 async def _publish(env: dict[str, str], url: str) -> None:
     client = QStash.from_env(env)
     try:
@@ -94,7 +86,7 @@ async def _publish(env: dict[str, str], url: str) -> None:
 def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: ThreadSink) -> None:
     """Pyodide verifies a real server signature, publishes through pyfetch (deduplicated) and
     drives the management API (URL group, schedule, message cancel, logs, DLQ)."""
-    env = qstash_env(devstack.raw)
+    env = qstash_env_of(devstack.raw)
     from_cpython = f"/from-cpython-{pyodide_version}"
     asyncio.run(_publish(env, thread_sink.url + from_cpython))
     [(_, headers, body)] = thread_sink.wait_for(from_cpython, 1)
@@ -119,10 +111,11 @@ def test_qstash_in_pyodide(pyodide_version: str, devstack: Any, thread_sink: Thr
     # Once QStash is done with the message (404), no further delivery can follow.
     message_url = f"{env['QSTASH_URL']}/v2/messages/{result['data']['message_id']}"
     auth = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
-    deadline = time.monotonic() + 10
-    while httpx.get(message_url, headers=auth).status_code != 404:
-        assert time.monotonic() < deadline, "QStash never finished the message"
-        time.sleep(0.02)
+    wait_for(
+        lambda: httpx.get(message_url, headers=auth).status_code == 404,
+        "QStash to finish the message",
+        timeout=10,
+    )
     assert len(thread_sink.wait_for(from_pyodide, 1)) == 1  # the deduplicated resend never left
     # the URL-group publish Pyodide made reached its one endpoint, signed
     [(_, headers, body)] = thread_sink.wait_for(from_pyodide + "-group", 1)

@@ -4,57 +4,25 @@ and the state it keeps across a restart."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink
+from qstash_sink import Sink, stack_on
 
-from devstack import launch
 from shared.errors import QStashError
 from shared.qstash import FlowControl, QStash, QStashAdmin, Receiver
 from shared.qstash.manage import Endpoint
+from tests.conftest import qstash_env_of
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], what: str, timeout: float = 10.0) -> T:
-    """Awaits `probe` (bounded) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def admin(qstash_env: dict[str, str]) -> AsyncIterator[QStashAdmin]:
-    client = QStashAdmin.from_env(qstash_env)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def qstash(qstash_env: dict[str, str]) -> AsyncIterator[QStash]:
-    client = QStash.from_env(qstash_env)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_schedule_lifecycle_and_verified_delivery(
@@ -129,7 +97,7 @@ async def test_url_group_publish_message_cancel_logs_and_dlq(
     async def in_dlq() -> list[Any]:
         return (await admin.list_dlq(filters={"message_id": dead.message_id})).messages
 
-    [entry] = await eventually(in_dlq, "the dead message")
+    [entry] = await eventually(in_dlq, "the dead message", timeout=10)
     assert entry.response_status == 503 and entry.message.body == '{"dead":1}'
     assert (await admin.get_dlq(entry.dlq_id)).message.message_id == dead.message_id
     states = [e.state for e in (await admin.logs(dead.message_id)).events]
@@ -154,7 +122,7 @@ async def test_dlq_pages_with_a_cursor(admin: QStashAdmin, qstash: QStash, sink:
     async def other_dead() -> list[Any]:
         return (await admin.list_dlq(filters={"message_id": other.message_id})).messages
 
-    await eventually(other_dead, "a dead letter of another URL, listed before ours")
+    await eventually(other_dead, "a dead letter of another URL, listed before ours", timeout=10)
     ids = {
         (await qstash.publish_json(sink.url(path), {"n": n}, retries=0)).message_id
         for n in range(3)
@@ -170,7 +138,7 @@ async def test_dlq_pages_with_a_cursor(admin: QStashAdmin, qstash: QStash, sink:
             if cursor is None:
                 return pages if sum(map(len, pages)) == 3 else []
 
-    pages = await eventually(all_dead, "3 dead messages")
+    pages = await eventually(all_dead, "3 dead messages", timeout=10)
     # the filter applies before the page: three pages of one, whatever else is in the DLQ
     assert [len(p) for p in pages] == [1, 1, 1]
     assert {i for p in pages for i in p} == ids
@@ -225,32 +193,14 @@ async def test_malformed_management_calls_answer_json_4xx(qstash_env: dict[str, 
 async def test_schedules_and_url_groups_survive_a_restart(tmp_path: Path, sink: Sink) -> None:
     """With --data-dir, a schedule and a URL group made before a restart still work after."""
 
-    def start() -> launch.DevstackProcess:
-        return launch.start_devstack(
-            "--data-dir", str(tmp_path), "--qstash-time-scale", str(TIME_SCALE)
-        )
-
-    def env_of(info: dict[str, Any]) -> dict[str, str]:
-        return {"QSTASH_URL": info["qstash_url"], "QSTASH_TOKEN": info["qstash_token"]}
-
-    async def stop(handle: launch.DevstackProcess) -> None:
-        await asyncio.to_thread(handle.stop)
-        handle.stderr_path.unlink(missing_ok=True)
-
-    first = await asyncio.to_thread(start)
-    try:
-        admin = QStashAdmin.from_env(env_of(first.info))
+    async with stack_on(tmp_path) as first:
+        admin = QStashAdmin.from_env(qstash_env_of(first))
         await admin.upsert_endpoints("kept-group", [sink.url("/kept-g")])
         await admin.create_schedule(sink.url("/kept-s"), "0 0 1 1 *", schedule_id="kept")
         await admin.aclose()
-    finally:
-        await stop(first)
-    second = await asyncio.to_thread(start)
-    try:
-        admin = QStashAdmin.from_env(env_of(second.info))
+    async with stack_on(tmp_path) as second:
+        admin = QStashAdmin.from_env(qstash_env_of(second))
         assert (await admin.get_schedule("kept")).cron == "0 0 1 1 *"
         await admin.publish_to_group("kept-group", {"after": "restart"})
         await sink.wait_for("/kept-g", 1)
         await admin.aclose()
-    finally:
-        await stop(second)

@@ -14,32 +14,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from aiohttp import web
-from qstash_sink import Sink
+from qstash_sink import InFlight, Sink
 
 from devstack.dev import DEV_CRON_SECRET, app_env
-from shared.app.assembly import build_app
-from shared.http import HttpxTransport
 from shared.jobs.outbox import OUTBOX_KEY, Job, Outbox
 from shared.qstash import FlowControl, QStash, QStashAdmin
 from shared.qstash.signing import delivery_claims, sign_jwt
 from shared.redis import Redis
 from shared.settings import EMAIL_FLOW_CONTROL_KEY
-from shared.web.asgi import AsgiAdapter
 from tests.conftest import REPO_ROOT
+from tests.support.loopback import loopback
+from tests.support.served import served_app
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -52,18 +51,12 @@ class EmailProvider:
     """A Resend-compatible `POST /emails` that records recipients and concurrency."""
 
     url: str = ""
-    in_flight: int = 0
-    max_in_flight: int = 0
+    load: InFlight = field(default_factory=InFlight)
     recipients: list[str] = field(default_factory=list)
 
     async def send(self, request: web.Request) -> web.Response:
         payload = json.loads(await request.read())
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(SEND_S)
-        finally:
-            self.in_flight -= 1
+        await self.load.hold(SEND_S)
         self.recipients.extend(
             payload["to"] if isinstance(payload["to"], list) else [payload["to"]]
         )
@@ -73,59 +66,22 @@ class EmailProvider:
 @pytest.fixture
 async def provider() -> AsyncIterator[EmailProvider]:
     result = EmailProvider()
-    app = web.Application()
-    app.router.add_post("/emails", result.send)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    result.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with loopback(result.send, method="POST", path="/emails") as url:
+        result.url = url
         yield result
-    finally:
-        await runner.cleanup()
 
 
-@dataclass
-class RunningApp:
-    url: str
-    env: dict[str, str]
-
-
-async def serve_app(
-    stack: dict[str, Any], **overrides: str
-) -> tuple[RunningApp, Callable[[], Awaitable[None]]]:
-    """The app (ASGI adapter under uvicorn) on a free loopback port, on the devstack."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    # a burst from one client: no API rate limit, no cap on concurrent order requests
-    env = {**app_env(stack, url), "RATE_LIMIT": "1000/10s", "ORDER_CONCURRENCY": "0", **overrides}
-    adapter = AsgiAdapter(lambda: build_app(env, transport=HttpxTransport()))
-    server = uvicorn.Server(uvicorn.Config(adapter, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-
-    async def stop() -> None:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
-
-    return RunningApp(url, env), stop
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], what: str, timeout: float = 30.0) -> T:
-    """Awaits `probe` (bounded) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+def serve_app(stack: dict[str, Any], **overrides: str) -> AbstractContextManager[str]:
+    """The app (ASGI adapter under uvicorn) on a free loopback port, on the devstack; its URL.
+    A burst from one client: no API rate limit, no cap on concurrent order requests."""
+    return served_app(
+        lambda url: {
+            **app_env(stack, url),
+            "RATE_LIMIT": "1000/10s",
+            "ORDER_CONCURRENCY": "0",
+            **overrides,
+        }
+    )
 
 
 def order(email: str) -> dict[str, Any]:
@@ -136,10 +92,10 @@ def order(email: str) -> dict[str, Any]:
     }
 
 
-async def burst(app: RunningApp, provider: EmailProvider, admin: QStashAdmin) -> list[str]:
+async def burst(app_url: str, provider: EmailProvider) -> list[str]:
     """20 orders at once; returns when QStash holds no more confirmation deliveries."""
     emails = [f"burst-{uuid.uuid4().hex[:10]}@example.com" for _ in range(20)]
-    async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=app_url, timeout=30) as client:
         answers = await asyncio.gather(
             *(
                 client.post(
@@ -160,22 +116,20 @@ async def burst(app: RunningApp, provider: EmailProvider, admin: QStashAdmin) ->
 @pytest.mark.parametrize(("parallelism", "overlaps"), [("1", False), ("off", True)])
 async def test_burst_of_orders_reaches_the_provider_one_at_a_time(
     fast_stack: dict[str, Any],
-    qstash_env: dict[str, str],
+    admin: QStashAdmin,
     provider: EmailProvider,
     parallelism: str,
     overlaps: bool,
 ) -> None:
     """With EMAIL_SEND_PARALLELISM=1 the provider never holds two sends at once and each of
     20 orders gets exactly one email; with flow control off the same burst overlaps."""
-    app, stop = await serve_app(
+    with serve_app(
         fast_stack,
         EMAIL_API_URL=provider.url,
         EMAIL_SEND_PARALLELISM=parallelism,
         EMAIL_SEND_RATE="off" if parallelism == "off" else "100/1s",
-    )
-    admin = QStashAdmin.from_env(qstash_env)
-    try:
-        emails = await burst(app, provider, admin)
+    ) as app_url:
+        emails = await burst(app_url, provider)
         if not overlaps:
             info = await admin.flow_control(EMAIL_FLOW_CONTROL_KEY)
             assert info.parallelism_max == 1
@@ -185,15 +139,12 @@ async def test_burst_of_orders_reaches_the_provider_one_at_a_time(
                 return state.wait_list_size == 0 and state.parallelism_count == 0
 
             await eventually(drained, "the email key's wait list to drain")
-    finally:
-        await admin.aclose()
-        await stop()
     counts = Counter(r for r in provider.recipients if r in emails)
     assert sorted(counts.values()) == [1] * 20, counts
     if overlaps:
-        assert provider.max_in_flight > 1
+        assert provider.load.most > 1
     else:
-        assert provider.max_in_flight == 1
+        assert provider.load.most == 1
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -209,26 +160,24 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_flush_schedule_and_dlq_commands(
-    fast_stack: dict[str, Any], qstash_env: dict[str, str], sink: Sink
+    fast_stack: dict[str, Any], qstash_env: dict[str, str], admin: QStashAdmin, sink: Sink
 ) -> None:
     """schedule-flush makes signed calls the flush endpoint answers 200; dlq, dlq-retry,
     dlq-delete and log do what they say."""
-    app, stop = await serve_app(fast_stack)
-    admin = QStashAdmin.from_env(qstash_env)
-    env = {**qstash_env, "APP_URL": app.url}
-    try:
+    with serve_app(fast_stack) as app_url:
+        env = {**qstash_env, "APP_URL": app_url}
         made = await asyncio.to_thread(cli, env, "schedule-flush", "--cron", "* * * * *")
         assert made.returncode == 0, made.stderr
         schedule_id = json.loads(made.stdout)["scheduleId"]
         schedule = await admin.get_schedule(schedule_id)
-        assert schedule.destination == app.url + FLUSH and schedule.method == "GET"
+        assert schedule.destination == app_url + FLUSH and schedule.method == "GET"
 
         async def flushed() -> list[Any]:
             page = await admin.logs(state="DELIVERED")
             return [e for e in page.events if e.schedule_id == schedule_id]
 
         [delivered, *_] = await eventually(flushed, "a delivered flush call")
-        assert delivered.response_status == 200 and delivered.url == app.url + FLUSH
+        assert delivered.response_status == 200 and delivered.url == app_url + FLUSH
         listed = await asyncio.to_thread(cli, env, "schedules")
         assert schedule_id in listed.stdout
         gone = await asyncio.to_thread(cli, env, "unschedule", schedule_id)
@@ -274,9 +223,6 @@ async def test_flush_schedule_and_dlq_commands(
         assert missing.returncode == 1 and "404" in missing.stderr
         unset = await asyncio.to_thread(cli, {"QSTASH_URL": qstash_env["QSTASH_URL"]}, "dlq")
         assert unset.returncode == 2 and "QSTASH_TOKEN" in unset.stderr
-    finally:
-        await admin.aclose()
-        await stop()
 
 
 async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
@@ -284,20 +230,19 @@ async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
 ) -> None:
     """Signed for the flush URL or with the cron secret: 200; forged, signed for another
     URL, or without either: 401; the OpenAPI document names both ways in."""
-    app, stop = await serve_app(fast_stack)
     key = str(fast_stack["qstash_current_signing_key"])
 
     def signature(url: str, signing_key: str = key) -> str:
         claims = delivery_claims(url, b"", now=time.time(), jwt_id=uuid.uuid4().hex)
         return sign_jwt(claims, signing_key)
 
-    try:
-        async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
+    with serve_app(fast_stack) as app_url:
+        async with httpx.AsyncClient(base_url=app_url, timeout=30) as client:
             cases = [
-                ({"Upstash-Signature": signature(app.url + FLUSH)}, 200),
+                ({"Upstash-Signature": signature(app_url + FLUSH)}, 200),
                 ({"Authorization": f"Bearer {DEV_CRON_SECRET}"}, 200),
-                ({"Upstash-Signature": signature(app.url + "/api/jobs/send-confirmation")}, 401),
-                ({"Upstash-Signature": signature(app.url + FLUSH, "sig_wrong_key_123456")}, 401),
+                ({"Upstash-Signature": signature(app_url + "/api/jobs/send-confirmation")}, 401),
+                ({"Upstash-Signature": signature(app_url + FLUSH, "sig_wrong_key_123456")}, 401),
                 ({"Upstash-Signature": "x.y.z"}, 401),
                 ({"Authorization": "Bearer wrong"}, 401),
                 ({}, 401),
@@ -312,32 +257,24 @@ async def test_flush_endpoint_takes_a_qstash_signature_or_the_cron_secret(
             document = (await client.get("/api/openapi.json")).json()
             flush = document["paths"][FLUSH]["get"]
             assert flush["security"] == [{"cronSecret": []}, {"qstashSignature": []}]
-    finally:
-        await stop()
 
 
 async def test_flushed_jobs_carry_the_flow_control_key(
-    fast_stack: dict[str, Any], qstash_env: dict[str, str], sink: Sink
+    fast_stack: dict[str, Any], qstash: QStash, admin: QStashAdmin, sink: Sink
 ) -> None:
     """Jobs a flush publishes (QStash's batch API) carry the flow-control key too: all three
     count in the key's rate window."""
     key = f"flush-{uuid.uuid4().hex[:8]}"
     redis = Redis(str(fast_stack["redis_rest_url"]), str(fast_stack["redis_rest_token"]))
-    qstash = QStash.from_env(qstash_env)
-    admin = QStashAdmin.from_env(qstash_env)
     outbox = Outbox(redis, qstash, flow_control=FlowControl(key, rate=100, period="1d"))
     path = f"/flushed-{key}"
     jobs = [
         Job(id=uuid.uuid4().hex, url=sink.url(path), body={"n": n}, dedup_id=uuid.uuid4().hex)
         for n in range(3)
     ]
-    try:
-        await redis.hset(OUTBOX_KEY, {job.id: job.to_json() for job in jobs})
-        report = await outbox.flush()
-        assert report.published >= 3
-        await sink.wait_for(path, 3)
-        info = await admin.flow_control(key)
-        assert (info.rate_max, info.rate_count, info.rate_period) == (100, 3, 86_400)
-    finally:
-        await admin.aclose()
-        await qstash.aclose()
+    await redis.hset(OUTBOX_KEY, {job.id: job.to_json() for job in jobs})
+    report = await outbox.flush()
+    assert report.published >= 3
+    await sink.wait_for(path, 3)
+    info = await admin.flow_control(key)
+    assert (info.rate_max, info.rate_count, info.rate_period) == (100, 3, 86_400)

@@ -3,7 +3,6 @@ that verifies every signature with our Receiver; retries, DLQ, dedup, callbacks,
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -15,6 +14,7 @@ from qstash_sink import TIME_SCALE, Sink, message_finished_async
 
 from shared.errors import QStashError
 from shared.qstash import QStash, Receiver
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -101,10 +101,7 @@ async def test_non_retryable_489_goes_straight_to_the_dlq(
     sink.scripts["/never"] = lambda n: (489, {"Upstash-NonRetryable-Error": "true"})
     result = await qstash.publish_json(sink.url("/never"), {"x": 1}, retries=5)
     await sink.wait_for("/never", 1)
-    deadline = time.monotonic() + 5
-    while not await dlq_entries(qstash_env, result.message_id):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(lambda: dlq_entries(qstash_env, result.message_id), "a DLQ entry", timeout=5)
     await message_finished_async(qstash_env, result.message_id)
     assert len(sink.at("/never")) == 1
 
@@ -122,10 +119,9 @@ async def test_dlq_retry_and_delete(qstash: QStash, sink: Sink, qstash_env: dict
     sink.scripts["/flaky"] = lambda n: (500, {}) if n == 1 else (200, {})
     result = await qstash.publish_json(sink.url("/flaky"), {"k": 1}, retries=0)
     await sink.wait_for("/flaky", 1)
-    deadline = time.monotonic() + 5
-    while not (entries := await dlq_entries(qstash_env, result.message_id)):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    entries = await eventually(
+        lambda: dlq_entries(qstash_env, result.message_id), "a DLQ entry", timeout=5
+    )
     auth = {"Authorization": f"Bearer {qstash_env['QSTASH_TOKEN']}"}
     base = qstash_env["QSTASH_URL"]
     async with httpx.AsyncClient(headers=auth) as client:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from aiohttp import web
-from qstash_sink import TIME_SCALE
+from qstash_sink import TIME_SCALE, InFlight
 
 from shared.qstash import FlowControl, QStash, QStashAdmin
+from tests.support.loopback import loopback
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,7 @@ class Meter:
     """A destination that records arrival times and the most requests it ever held at once."""
 
     base_url: str = ""
-    in_flight: int = 0
-    max_in_flight: int = 0
+    load: InFlight = field(default_factory=InFlight)
     arrivals: list[float] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -38,12 +38,7 @@ class Meter:
         await request.read()
         self.arrivals.append(time.monotonic())
         self.message_ids.append(request.headers["Upstash-Message-Id"])
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(WORK_S)
-        finally:
-            self.in_flight -= 1
+        await self.load.hold(WORK_S)
         if len(self.arrivals) >= self.expected:
             self.done.set()
         return web.Response(text="ok")
@@ -52,18 +47,9 @@ class Meter:
 @pytest.fixture
 async def meter() -> AsyncIterator[Meter]:
     result = Meter()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", result.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    result.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with loopback(result.handle) as url:
+        result.base_url = url
         yield result
-    finally:
-        await runner.cleanup()
 
 
 async def publish_burst(
@@ -109,7 +95,7 @@ async def test_parallelism_bounds_deliveries_in_flight_across_destinations(
         await asyncio.wait_for(meter.done.wait(), 15)
     finally:
         await admin.aclose()
-    assert meter.max_in_flight == 2
+    assert meter.load.most == 2
     assert sorted(meter.message_ids) == sorted(ids)  # delayed, never dropped nor doubled
 
 
@@ -119,7 +105,7 @@ async def test_without_flow_control_the_same_burst_overlaps(
     """The control case: the same burst without a key runs more than 2 at once."""
     await publish_burst(qstash_env, meter, 10, None)
     await asyncio.wait_for(meter.done.wait(), 15)
-    assert meter.max_in_flight > 2
+    assert meter.load.most > 2
 
 
 async def test_rate_per_period_holds(qstash_env: dict[str, str], meter: Meter) -> None:

@@ -10,23 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink
+from qstash_sink import Sink
 
-from devstack import launch
 from devstack.qstash.delivery import SCAN_LIMIT
+from tests.conftest import running_devstack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def private_stack() -> Iterator[dict[str, Any]]:
-    """A devstack of its own: the backlog it is left with dies with it."""
-    handle = launch.start_devstack("--qstash-time-scale", str(TIME_SCALE))
-    try:
-        yield handle.info
-    finally:
-        handle.stop()
-        handle.stderr_path.unlink(missing_ok=True)
+    """A devstack of its own (QStash at TIME_SCALE): the backlog it is left with dies with it."""
+    with running_devstack() as stack:
+        yield stack.raw
 
 
 async def test_a_held_backlog_beyond_the_scan_limit_does_not_starve_other_messages(

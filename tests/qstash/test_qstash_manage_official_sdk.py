@@ -4,9 +4,8 @@ URL groups, message get/cancel, the DLQ (list, get, retry, delete), logs, flow-c
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +13,7 @@ import qstash as official
 from qstash_sink import Sink
 
 from shared.qstash import Receiver
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -27,15 +27,9 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def eventually(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Polls `probe` (bounded) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await asyncio.to_thread(probe)
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+def call_later(fn: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """`fn` (a blocking SDK call) as a probe `eventually` can await, run in a thread."""
+    return lambda: asyncio.to_thread(fn)
 
 
 def unique(prefix: str) -> str:
@@ -174,7 +168,7 @@ async def test_dlq_list_get_retry_delete(qstash_env: dict[str, str], sink: Sink)
             if cursor is None:
                 return seen if len(seen) == 3 else []
 
-    entries = await eventually(dead_entries, "three dead messages")
+    entries = await eventually(call_later(dead_entries), "three dead messages", timeout=10)
     assert sorted(e.message_id for e in entries) == sorted(ids)
     first = await call(client.dlq.get, entries[0].dlq_id)
     assert first.response_status == 500 and first.url == sink.url(path)
@@ -186,12 +180,15 @@ async def test_dlq_list_get_retry_delete(qstash_env: dict[str, str], sink: Sink)
     deliveries = await sink.wait_for(path, 4)
     assert deliveries[-1].headers["Upstash-Message-Id"] == new_id
     logs = await eventually(
-        lambda: [
-            e.state.value
-            for e in client.log.list(filter={"message_id": new_id}).logs
-            if e.state.value == "DELIVERED"
-        ],
+        call_later(
+            lambda: [
+                e.state.value
+                for e in client.log.list(filter={"message_id": new_id}).logs
+                if e.state.value == "DELIVERED"
+            ]
+        ),
         "the retried message's DELIVERED log",
+        timeout=10,
     )
     assert logs == ["DELIVERED"]
     dead_log = [

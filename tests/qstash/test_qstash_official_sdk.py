@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 import qstash as official
 from qstash_sink import Sink
+
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,12 @@ async def test_official_client_publishes_dedups_and_lists_the_dlq(
         client.message.publish_json, url=sink.url("/sdk-fail"), body={"b": 2}, retries=0
     )
     await sink.wait_for("/sdk-fail", 1)
-    deadline = time.monotonic() + 5
-    found: list[Any] = []
-    while not found:
-        assert time.monotonic() < deadline, "message never reached the DLQ"
+
+    async def in_dlq() -> list[Any]:
         listed = await asyncio.to_thread(client.dlq.list, filter={"message_id": dead.message_id})
-        found = [m for m in listed.messages if m.message_id == dead.message_id]
-        await asyncio.sleep(0.05)
+        return [m for m in listed.messages if m.message_id == dead.message_id]
+
+    found = await eventually(in_dlq, "the message to reach the DLQ", timeout=5)
     assert found[0].response_status == 500 and found[0].url == sink.url("/sdk-fail")
     await asyncio.to_thread(client.dlq.delete, found[0].dlq_id)
     keys = await asyncio.to_thread(client.signing_key.get)

@@ -4,37 +4,22 @@ resumes it after a restart and ends in delivery, or in the DLQ."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from qstash_sink import TIME_SCALE, Sink, message_finished_async
+from qstash_sink import Sink, message_finished_async, stack_on
 
-from devstack import launch
 from shared.qstash import QStash, Receiver
+from tests.conftest import qstash_env_of
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
-def start(data_dir: Path) -> launch.DevstackProcess:
-    return launch.start_devstack(
-        "--data-dir", str(data_dir), "--qstash-time-scale", str(TIME_SCALE)
-    )
-
-
-def env_of(info: dict[str, Any]) -> dict[str, str]:
-    return {
-        "QSTASH_URL": info["qstash_url"],
-        "QSTASH_TOKEN": info["qstash_token"],
-        "QSTASH_CURRENT_SIGNING_KEY": info["qstash_current_signing_key"],
-        "QSTASH_NEXT_SIGNING_KEY": info["qstash_next_signing_key"],
-    }
-
-
 async def publish(info: dict[str, Any], url: str, **options: Any) -> str:
-    client = QStash.from_env(env_of(info))
+    client = QStash.from_env(qstash_env_of(info))
     try:
         return (await client.publish_json(url, {"job": url}, **options)).message_id
     finally:
@@ -51,47 +36,35 @@ async def attempts_recorded(
     cuts the attempt short, and the devstack rightly makes it again after the restart with
     the same `Upstash-Retried`. A test that needs the attempt counted waits for this.
     """
-    env = env_of(info)
+    env = qstash_env_of(info)
     url = f"{env['QSTASH_URL']}/v2/messages/{message_id}"
     headers = {"Authorization": f"Bearer {env['QSTASH_TOKEN']}"}
-    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
-        while True:
+
+        async def recorded() -> bool:
             response = await client.get(url, headers=headers)
-            if response.status_code == 200 and response.json()["retried"] >= retried:
-                return
-            assert time.monotonic() < deadline, f"attempt {retried} of {message_id} not recorded"
-            await asyncio.sleep(0.02)
+            return response.status_code == 200 and response.json()["retried"] >= retried
 
-
-async def stop(handle: launch.DevstackProcess) -> None:
-    await asyncio.to_thread(handle.stop)
-    handle.stderr_path.unlink(missing_ok=True)
+        await eventually(recorded, f"attempt {retried} of {message_id} recorded", timeout=timeout)
 
 
 async def test_restart_mid_retry_sequence_still_delivers(tmp_path: Path, sink: Sink) -> None:
     """A message failing when the devstack stops is delivered after the restart."""
     down = True
     sink.scripts["/resume"] = lambda n: (503, {"Retry-After": "2000"}) if down else (200, {})
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/resume"), retries=3)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/resume"), retries=3)
         await sink.wait_for("/resume", 1)
-        await attempts_recorded(first.info, message_id, retried=1)
-    finally:
-        await stop(first)
+        await attempts_recorded(first, message_id, retried=1)
     down = False
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+    async with stack_on(tmp_path) as second:
         attempts = await sink.wait_for("/resume", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
         assert attempts[1].headers["Upstash-Retried"] == "1"
-        receiver = Receiver.from_env(env_of(second.info))
+        receiver = Receiver.from_env(qstash_env_of(second))
         receiver.verify(
             attempts[1].headers["Upstash-Signature"], attempts[1].body, url=sink.url("/resume")
         )
-    finally:
-        await stop(second)
 
 
 async def test_restart_with_destination_still_down_ends_in_the_dlq(
@@ -99,33 +72,25 @@ async def test_restart_with_destination_still_down_ends_in_the_dlq(
 ) -> None:
     """A message whose destination stays down through a restart ends in the DLQ, with its id."""
     sink.scripts["/down"] = lambda n: (503, {"Retry-After": "1500"})
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/down"), retries=2)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/down"), retries=2)
         await sink.wait_for("/down", 1)
-        await attempts_recorded(first.info, message_id, retried=1)
-    finally:
-        await stop(first)
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+        await attempts_recorded(first, message_id, retried=1)
+    async with stack_on(tmp_path) as second:
         await sink.wait_for("/down", 3, timeout=15)
-        env = env_of(second.info)
-        deadline = time.monotonic() + 5
+        env = qstash_env_of(second)
         async with httpx.AsyncClient() as client:
-            while True:
+
+            async def in_dlq() -> bool:
                 response = await client.get(
                     f"{env['QSTASH_URL']}/v2/dlq",
                     headers={"Authorization": f"Bearer {env['QSTASH_TOKEN']}"},
                 )
-                ids = [m["messageId"] for m in response.json()["messages"]]
-                if message_id in ids:
-                    break
-                assert time.monotonic() < deadline, "message never reached the DLQ"
-                await asyncio.sleep(0.05)
-        await message_finished_async(env_of(second.info), message_id)
+                return message_id in [m["messageId"] for m in response.json()["messages"]]
+
+            await eventually(in_dlq, "the message to reach the DLQ", timeout=5)
+        await message_finished_async(qstash_env_of(second), message_id)
         assert len(sink.at("/down")) == 3
-    finally:
-        await stop(second)
 
 
 async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
@@ -133,18 +98,12 @@ async def test_attempt_cut_short_by_a_stop_runs_again_after_restart(
 ) -> None:
     """An attempt in flight when the devstack stops is made again after the restart."""
     sink.holds["/inflight"] = asyncio.Event()
-    first = await asyncio.to_thread(start, tmp_path)
-    try:
-        message_id = await publish(first.info, sink.url("/inflight"), retries=1)
+    async with stack_on(tmp_path) as first:
+        message_id = await publish(first, sink.url("/inflight"), retries=1)
         await sink.wait_for("/inflight", 1)
-    finally:
-        await stop(first)
     sink.holds["/inflight"].set()
-    second = await asyncio.to_thread(start, tmp_path)
-    try:
+    async with stack_on(tmp_path) as second:
         attempts = await sink.wait_for("/inflight", 2, timeout=15)
         assert [a.headers["Upstash-Message-Id"] for a in attempts] == [message_id] * 2
-        await message_finished_async(env_of(second.info), message_id)
+        await message_finished_async(qstash_env_of(second), message_id)
         assert len(sink.at("/inflight")) == 2
-    finally:
-        await stop(second)

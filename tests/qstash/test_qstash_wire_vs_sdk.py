@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -25,6 +25,18 @@ URL = "https://app.example.com/api/jobs/x"
 Wire = tuple[str, str, tuple[tuple[str, str], ...], dict[str, str], bytes]
 
 
+def wire(method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> Wire:
+    """A request in the compared shape: method, path, sorted query, the `Upstash-*` headers
+    and the content type (names lowercased), body."""
+    split = urlsplit(target)
+    kept = {
+        k.lower(): v
+        for k, v in headers
+        if k.lower().startswith("upstash-") or k.lower() == "content-type"
+    }
+    return method, split.path, tuple(sorted(parse_qsl(split.query))), kept, body
+
+
 class Capture(BaseHTTPRequestHandler):
     """Records each request and answers a JSON shape the SDK's parsers accept."""
 
@@ -33,14 +45,7 @@ class Capture(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        split = urlsplit(self.path)
-        headers = {
-            k.lower(): v
-            for k, v in self.headers.items()
-            if k.lower().startswith("upstash-") or k.lower() == "content-type"
-        }
-        query = tuple(sorted(parse_qsl(split.query)))
-        Capture.seen.append((self.command, split.path, query, headers, body))
+        Capture.seen.append(wire(self.command, self.path, self.headers.items(), body))
         answer: object = {"messageId": "m", "scheduleId": "s", "messages": [], "events": []}
         data = json.dumps(answer).encode()
         self.send_response(200)
@@ -68,14 +73,7 @@ def capture() -> Iterator[str]:
 
 def ours(request: HttpRequest) -> Wire:
     """Our builder's request in the captured shape."""
-    split = urlsplit(request.url)
-    headers = {
-        k.lower(): v
-        for k, v in request.headers.items()
-        if k.lower().startswith("upstash-") or k.lower() == "content-type"
-    }
-    query = tuple(sorted(parse_qsl(split.query)))
-    return request.method, split.path, query, headers, request.body or b""
+    return wire(request.method, request.url, request.headers.items(), request.body or b"")
 
 
 def sdk_call(base: str, call: Callable[[official.QStash], object]) -> Wire:

@@ -9,7 +9,8 @@ import pytest
 from shared.ratelimit import MultiRegionRatelimit, Protection, Ratelimit, fixed_window
 from shared.redis import Redis
 
-from .upstream_node import start_upstream
+from .decisions import settled
+from .upstream_node import single_region_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -25,31 +26,13 @@ async def test_upstreams_analytics_reader_returns_our_counts(
     script = {"alice": 5, "bob": 2}
     for name, calls in script.items():
         for _ in range(calls):
-            result = await ours.limit(name)
-            assert result.pending is not None
-            await result.pending
+            await settled(ours, name)
     for _ in range(2):
-        denied = await ours.limit("carol", user_agent="Scraper/2.0")
+        denied = await settled(ours, "carol", user_agent="Scraper/2.0")
         assert denied.reason == "deny_user_agent"
-        assert denied.pending is not None
-        await denied.pending
-    node = await start_upstream(
-        {
-            "urls": [devstack.redis_rest_url],
-            "token": devstack.redis_rest_token,
-            "prefix": prefix,
-            "algorithm": "fixed",
-            "limit": 3,
-            "window": "1 d",
-            "multi": False,
-            "analytics": True,
-        }
-    )
-    try:
+    async with single_region_upstream(devstack, prefix, limit=3, analytics=True) as node:
         usage = await node.call(op="usage")
         most = await node.call(op="most", hours=24)
-    finally:
-        await node.close()
     assert usage["alice"] == {"success": 3, "blocked": 2}, usage
     assert usage["bob"] == {"success": 2, "blocked": 0}, usage
     allowed = {row["identifier"]: row["count"] for row in most["allowed"]}
@@ -68,23 +51,7 @@ async def test_multi_region_analytics_go_to_the_first_region_and_read_back(
         [rest, make_redis()], fixed_window(2, "1 d"), prefix, analytics=True
     )
     for _ in range(3):
-        result = await ours.limit("dave")
-        assert result.pending is not None
-        await result.pending
-    node = await start_upstream(
-        {
-            "urls": [devstack.redis_rest_url],
-            "token": devstack.redis_rest_token,
-            "prefix": prefix,
-            "algorithm": "fixed",
-            "limit": 2,
-            "window": "1 d",
-            "multi": False,
-            "analytics": True,
-        }
-    )
-    try:
+        await settled(ours, "dave")
+    async with single_region_upstream(devstack, prefix, limit=2, analytics=True) as node:
         usage = await node.call(op="usage")
-    finally:
-        await node.close()
     assert usage == {"dave": {"success": 2, "blocked": 1}}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shared.ratelimit import (
+    Algorithm,
     Ratelimit,
     RateLimitResult,
     cached_fixed_window,
@@ -25,6 +26,25 @@ pytestmark = pytest.mark.integration
 
 CLIENTS = 5
 CALLS = 500
+
+
+def racing_limiters(
+    make_redis: Callable[..., Redis[str]], algorithm: Algorithm, prefix: str, clock: FakeClock
+) -> list[Ratelimit]:
+    """CLIENTS independent limiters (each its own client, no auto-pipelining, no ephemeral
+    cache) on one prefix and one clock: what CLIENTS concurrent instances would be."""
+    return [
+        Ratelimit(
+            make_redis(auto_pipeline=False),
+            algorithm,
+            prefix,
+            timeout=30,
+            on_error="deny",
+            ephemeral_cache=False,
+            clock=clock,
+        )
+        for _ in range(CLIENTS)
+    ]
 
 
 async def burst(limiters: list[Ratelimit], ident: str) -> Counter[tuple[bool, str | None]]:
@@ -59,18 +79,7 @@ async def test_racing_calls_admit_exactly_the_bound(
     none decided by a timeout, and the next window or refill admits exactly again."""
     clock = FakeClock()
     clock.now -= clock.now % 10_000
-    limiters = [
-        Ratelimit(
-            make_redis(auto_pipeline=False),
-            algo,
-            prefix,
-            timeout=30,
-            on_error="deny",
-            ephemeral_cache=False,
-            clock=clock,
-        )
-        for _ in range(CLIENTS)
-    ]
+    limiters = racing_limiters(make_redis, algo, prefix, clock)
     counts = await burst(limiters, ident)
     assert counts == {(True, None): first, (False, None): CALLS - first}
     clock.advance(advance_ms)
@@ -84,18 +93,7 @@ async def test_racing_weighted_calls_never_exceed_the_limit(
     """Mixed weights (1..4) racing on a fixed window sum to at most the limit, and exactly
     the limit when the smallest weight can always fill the gap."""
     clock = FakeClock()
-    limiters = [
-        Ratelimit(
-            make_redis(auto_pipeline=False),
-            fixed_window(50, "10s"),
-            prefix,
-            timeout=30,
-            on_error="deny",
-            ephemeral_cache=False,
-            clock=clock,
-        )
-        for _ in range(CLIENTS)
-    ]
+    limiters = racing_limiters(make_redis, fixed_window(50, "10s"), prefix, clock)
     weights = [1 + i % 4 for i in range(200)] + [1] * 100
     calls = [limiters[i % CLIENTS].limit(ident, w) for i, w in enumerate(weights)]
     results = await asyncio.gather(*calls)

@@ -19,6 +19,7 @@ from shared.ratelimit import (
 )
 from shared.redis import Redis, RetryPolicy
 from shared.scope import request_scope
+from tests.support.loopback import loopback
 
 
 @pytest.fixture
@@ -39,18 +40,13 @@ async def fault_url() -> AsyncIterator[str]:
         # Valid JSON for Python's parser; int(inf) raises OverflowError, not a Redis error.
         return web.Response(text='{"result":[1,Infinity,5]}', content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/hang", hang)
-    app.router.add_post("/fail", fail)
-    app.router.add_post("/garbage", garbage)
-    app.router.add_post("/infinite", infinite)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    routes = {"/hang": hang, "/fail": fail, "/garbage": garbage, "/infinite": infinite}
+
+    async def route(request: web.Request) -> web.Response:
+        return await routes[request.path](request)
+
+    async with loopback(route, method="POST") as url:
+        yield url
 
 
 def limiter(url: str, on_error: str, timeout: str = "5s") -> Ratelimit:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +10,10 @@ import pytest
 from shared.ratelimit import Ratelimit, fixed_window, sliding_window, token_bucket
 from shared.redis import Redis
 
+from .upstream_node import NodeScript, start_script
+
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent.parent
 LIMIT = 10
 OURS = {
     "fixed": lambda: fixed_window(LIMIT, "1 d"),
@@ -26,25 +22,15 @@ OURS = {
 }
 
 
-class NodeLimiter:
+class NodeLimiter(NodeScript):
     """A running `interop.mjs`: one identifier per stdin line, one JSON result per line."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
     async def limit(self, identifier: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(identifier.encode() + b"\n")
-        await self.proc.stdin.drain()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
-        answer: dict[str, Any] = json.loads(line)
-        assert "error" not in answer, answer
+        answer: dict[str, Any] = await self.exchange(identifier)
         return answer
 
 
 async def start_node(devstack: Any, prefix: str, algorithm: str) -> NodeLimiter:
-    if shutil.which("node") is None or not (REPO_ROOT / "node_modules/@upstash/ratelimit").is_dir():
-        pytest.fail("node and `npm ci` (node_modules/@upstash/ratelimit) are required")
     config = {
         "url": devstack.redis_rest_url,
         "token": devstack.redis_rest_token,
@@ -54,17 +40,7 @@ async def start_node(devstack: Any, prefix: str, algorithm: str) -> NodeLimiter:
         "window": "1 d",
         "refill": 1,
     }
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(HERE / "interop.mjs"),
-        json.dumps(config),
-        cwd=REPO_ROOT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
-    return NodeLimiter(proc)
+    return NodeLimiter(await start_script("interop.mjs", config))
 
 
 @pytest.fixture
@@ -79,13 +55,7 @@ async def node_factory(devstack: Any) -> AsyncIterator[Any]:
 
     yield start
     for node in started:
-        assert node.proc.stdin is not None
-        node.proc.stdin.close()
-        try:
-            await asyncio.wait_for(node.proc.wait(), 10)
-        except TimeoutError:
-            node.proc.kill()
-            await node.proc.wait()
+        await node.close()
 
 
 @pytest.mark.parametrize("algorithm", list(OURS))

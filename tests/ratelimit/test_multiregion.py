@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from shared.ratelimit import (
 from shared.redis import Redis, RetryPolicy
 from tests.conftest import Devstack, start_devstack, stop_devstack
 
+from .decisions import settled
 from .upstream_node import UpstreamNode, start_upstream
 
 pytestmark = pytest.mark.integration
@@ -41,28 +43,26 @@ def regions_stack() -> Iterator[Devstack]:
         stack.stderr_path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Regions:
+    """A REST client per region (what the limiter uses) and a direct TCP client per region
+    (for assertions only)."""
+
+    clients: list[Redis[str]]
+    direct: list[aioredis.Redis]
+
+
 @pytest.fixture
-async def region_clients(regions_stack: Devstack) -> AsyncIterator[list[Redis[str]]]:
-    """One REST client per region."""
+async def regions(regions_stack: Devstack) -> AsyncIterator[Regions]:
+    """The three regions' clients, closed after the test."""
     token = regions_stack.redis_rest_token
-    clients = [
-        Redis(region["redis_rest_url"], token, retry=RetryPolicy.never())
-        for region in regions_stack.raw["regions"]
-    ]
-    yield clients
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-async def region_direct(regions_stack: Devstack) -> AsyncIterator[list[aioredis.Redis]]:
-    """Direct TCP clients to each region's Redis, for assertions only."""
-    clients = [
-        aioredis.Redis.from_url(region["redis_url"], decode_responses=True)
-        for region in regions_stack.raw["regions"]
-    ]
-    yield clients
-    for client in clients:
+    stated = regions_stack.raw["regions"]
+    result = Regions(
+        [Redis(r["redis_rest_url"], token, retry=RetryPolicy.never()) for r in stated],
+        [aioredis.Redis.from_url(r["redis_url"], decode_responses=True) for r in stated],
+    )
+    yield result
+    for client in (*result.clients, *result.direct):
         await client.aclose()
 
 
@@ -106,15 +106,14 @@ ALGORITHMS = {"fixed": fixed_window(LIMIT, "1 d"), "sliding": sliding_window(LIM
 async def test_alternating_with_upstreams_multi_region_limiter_admits_the_limit(
     algorithm: str,
     upstream: Any,
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
     """Ours and @upstash/ratelimit's MultiRegionRatelimit, alternating over three regions,
     admit exactly the limit together, and every region ends up with the same request ids."""
     node = await upstream(prefix=prefix, algorithm=algorithm)
-    ours = MultiRegionRatelimit(region_clients, ALGORITHMS[algorithm], prefix, timeout=10)
+    ours = MultiRegionRatelimit(regions.clients, ALGORITHMS[algorithm], prefix, timeout=10)
     admitted = {"ts": 0, "py": 0}
     for i in range(2 * LIMIT + 6):
         if i % 2 == 0:
@@ -129,7 +128,7 @@ async def test_alternating_with_upstreams_multi_region_limiter_admits_the_limit(
                 await result.pending
             admitted["py"] += result.success
     assert admitted["ts"] + admitted["py"] == LIMIT, admitted
-    hashes = await window_hashes(region_direct, prefix, ident)
+    hashes = await window_hashes(regions.direct, prefix, ident)
     assert hashes[0] == hashes[1] == hashes[2], hashes
     (window,) = hashes[0].values()
     assert all(len(rid) == 16 and weight == "1" for rid, weight in window.items()), window
@@ -139,8 +138,7 @@ async def test_alternating_with_upstreams_multi_region_limiter_admits_the_limit(
 
 async def test_a_stopped_region_does_not_stop_decisions(
     regions_stack: Devstack,
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
@@ -148,7 +146,7 @@ async def test_a_stopped_region_does_not_stop_decisions(
     the limit holds, and once it answers again it is filled up to the limit, not past it."""
     pid = int(regions_stack.raw["regions"][2]["redis_pid"])
     ours = MultiRegionRatelimit(
-        region_clients, fixed_window(5, "1 d"), prefix, timeout=1.5, ephemeral_cache=False
+        regions.clients, fixed_window(5, "1 d"), prefix, timeout=1.5, ephemeral_cache=False
     )
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -163,10 +161,8 @@ async def test_a_stopped_region_does_not_stop_decisions(
     # Region 2 ran the queued calls when it resumed, in its own order, or dropped some:
     # the next request's synchronisation fills it up to the limit and never past it.
     # (That request itself may be admitted by region 2: the documented bound.)
-    catch_up = await ours.limit(ident)
-    assert catch_up.pending is not None
-    await catch_up.pending
-    hashes = await window_hashes(region_direct, prefix, ident)
+    await settled(ours, ident)  # the catch-up request
+    hashes = await window_hashes(regions.direct, prefix, ident)
     # Which ids fill a region may differ (the catch-up request may be admitted by the region
     # that lagged, and background syncs race the later calls); how many never does.
     assert [sum(len(h) for h in region.values()) for region in hashes] == [5, 5, 5], hashes
@@ -175,12 +171,12 @@ async def test_a_stopped_region_does_not_stop_decisions(
 
 
 async def test_every_region_stopped_follows_on_error(
-    regions_stack: Devstack, region_clients: list[Redis[str]], prefix: str, ident: str
+    regions_stack: Devstack, regions: Regions, prefix: str, ident: str
 ) -> None:
     """When no region answers within the timeout, on_error decides (here: deny)."""
     pids = [int(region["redis_pid"]) for region in regions_stack.raw["regions"]]
     ours = MultiRegionRatelimit(
-        region_clients, fixed_window(5, "1 d"), prefix, timeout=0.3, on_error="deny"
+        regions.clients, fixed_window(5, "1 d"), prefix, timeout=0.3, on_error="deny"
     )
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
@@ -195,44 +191,39 @@ async def test_every_region_stopped_follows_on_error(
 
 
 async def test_concurrent_burst_stays_within_the_documented_bound(
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
     """A burst of concurrent requests admits at most regions x limit, and after the
     synchronisation every region holds the same request ids."""
-    ours = MultiRegionRatelimit(region_clients, sliding_window(LIMIT, "1 d"), prefix, timeout=10)
+    ours = MultiRegionRatelimit(regions.clients, sliding_window(LIMIT, "1 d"), prefix, timeout=10)
     results = await asyncio.gather(*(ours.limit(ident) for _ in range(4 * LIMIT)))
     admitted = sum(r.success for r in results)
     assert LIMIT <= admitted <= REGIONS * LIMIT
     await asyncio.gather(*(r.pending for r in results if r.pending is not None))
-    hashes = await window_hashes(region_direct, prefix, ident)
+    hashes = await window_hashes(regions.direct, prefix, ident)
     assert hashes[0] == hashes[1] == hashes[2]
 
 
 async def test_get_remaining_and_reset_cover_every_region(
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
     """get_remaining reads without recording; reset_used_tokens empties every region."""
-    ours = MultiRegionRatelimit(region_clients, fixed_window(5, "1 d"), prefix, timeout=10)
+    ours = MultiRegionRatelimit(regions.clients, fixed_window(5, "1 d"), prefix, timeout=10)
     for _ in range(3):
-        result = await ours.limit(ident)
-        assert result.pending is not None
-        await result.pending
+        await settled(ours, ident)
     assert (await ours.get_remaining(ident)).remaining == 2
     assert (await ours.get_remaining(ident)).remaining == 2
     await ours.reset_used_tokens(ident)
-    assert await window_hashes(region_direct, prefix, ident) == [{}, {}, {}]
+    assert await window_hashes(regions.direct, prefix, ident) == [{}, {}, {}]
     assert (await ours.limit(ident)).remaining == 4
 
 
 async def test_reset_forgets_the_same_window_in_every_region(
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
@@ -250,43 +241,38 @@ async def test_reset_forgets_the_same_window_in_every_region(
         return reading
 
     ours = MultiRegionRatelimit(
-        region_clients, fixed_window(5, "1 d"), prefix, timeout=10, clock=clock
+        regions.clients, fixed_window(5, "1 d"), prefix, timeout=10, clock=clock
     )
-    result = await ours.limit(ident)
-    assert result.pending is not None
-    await result.pending
+    await settled(ours, ident)
     advance_after_read[0] = True
     await ours.reset_used_tokens(ident)
-    assert await window_hashes(region_direct, prefix, ident) == [{}, {}, {}]
+    assert await window_hashes(regions.direct, prefix, ident) == [{}, {}, {}]
 
 
-def test_multi_region_arguments_are_checked(region_clients: list[Redis[str]]) -> None:
+def test_multi_region_arguments_are_checked(regions: Regions) -> None:
     """No Redis, or an algorithm upstream has no multi-region form of, is a ValueError."""
     with pytest.raises(ValueError):
         MultiRegionRatelimit([], fixed_window(5, "1 d"))
     with pytest.raises(ValueError):
-        MultiRegionRatelimit(region_clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
+        MultiRegionRatelimit(regions.clients, token_bucket(1, "1 s", 5))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        MultiRegionRatelimit(region_clients, cached_fixed_window(5, "1 s"))
+        MultiRegionRatelimit(regions.clients, cached_fixed_window(5, "1 s"))
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 async def test_every_window_hash_in_every_region_gets_a_ttl(
     algorithm: str,
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
     """The hashes a decision and its synchronisation create expire in every region (the
     README's claim over upstream): nothing a multi-region limiter writes lives forever."""
-    ours = MultiRegionRatelimit(region_clients, ALGORITHMS[algorithm], prefix, timeout=10)
+    ours = MultiRegionRatelimit(regions.clients, ALGORITHMS[algorithm], prefix, timeout=10)
     for _ in range(3):
-        result = await ours.limit(ident)
-        assert result.pending is not None
-        await result.pending
+        await settled(ours, ident)
     window_ms = 86_400_000
-    for client in region_direct:
+    for client in regions.direct:
         keys = await client.keys(f"{prefix}:{ident}:*")
         assert keys, "a region holds no window hash"
         for key in keys:
@@ -294,15 +280,15 @@ async def test_every_window_hash_in_every_region_gets_a_ttl(
 
 
 async def test_protection_lists_live_in_the_first_region_for_both_sides(
-    upstream: Any, region_clients: list[Redis[str]], prefix: str, ident: str
+    upstream: Any, regions: Regions, prefix: str, ident: str
 ) -> None:
     """Our multi-region limiter reads the deny lists from the first database (upstream's
     MultiRegionRatelimit has no protection: it ignores `enableProtection`), where upstream's
     single-region limiter on that database reads them too; a value denied only in another
     region blocks neither."""
-    first, second = Protection(region_clients[0], prefix), Protection(region_clients[1], prefix)
+    first, second = Protection(regions.clients[0], prefix), Protection(regions.clients[1], prefix)
     ours = MultiRegionRatelimit(
-        region_clients, fixed_window(LIMIT, "1 d"), prefix, timeout=10, protection=first
+        regions.clients, fixed_window(LIMIT, "1 d"), prefix, timeout=10, protection=first
     )
     # (upstream's single-region keys are strings where ours are hashes: its identifiers
     # below are ones our multi-region limiter never counted)
@@ -322,8 +308,7 @@ async def test_protection_lists_live_in_the_first_region_for_both_sides(
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 async def test_a_refund_reaches_every_full_region(
     algorithm: str,
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
@@ -333,30 +318,22 @@ async def test_a_refund_reaches_every_full_region(
     limit = 3
     algorithms = {"fixed": fixed_window(limit, "1 d"), "sliding": sliding_window(limit, "1 d")}
     ours = MultiRegionRatelimit(
-        region_clients, algorithms[algorithm], prefix, timeout=10, ephemeral_cache=False
+        regions.clients, algorithms[algorithm], prefix, timeout=10, ephemeral_cache=False
     )
     for _ in range(limit):
-        result = await ours.limit(ident)
-        assert result.success and result.pending is not None
-        await result.pending
-    refund = await ours.limit(ident, -1)
-    assert refund.pending is not None
-    await refund.pending
+        assert (await settled(ours, ident)).success
+    await settled(ours, ident, -1)  # the refund
     sums = [
         sum(int(weight) for window in region.values() for weight in window.values())
-        for region in await window_hashes(region_direct, prefix, ident)
+        for region in await window_hashes(regions.direct, prefix, ident)
     ]
     assert sums == [limit - 1] * REGIONS, sums
-    again = await ours.limit(ident)
-    assert again.success
-    assert again.pending is not None
-    await again.pending
+    assert (await settled(ours, ident)).success
     assert not (await ours.limit(ident)).success
 
 
 async def test_a_full_region_that_missed_a_refund_gets_it_from_the_synchronisation(
-    region_clients: list[Redis[str]],
-    region_direct: list[aioredis.Redis],
+    regions: Regions,
     prefix: str,
     ident: str,
 ) -> None:
@@ -365,24 +342,20 @@ async def test_a_full_region_that_missed_a_refund_gets_it_from_the_synchronisati
     the same ids instead of the lagging one staying full for the rest of the window."""
     limit = 3
     ours = MultiRegionRatelimit(
-        region_clients, fixed_window(limit, "1 d"), prefix, timeout=10, ephemeral_cache=False
+        regions.clients, fixed_window(limit, "1 d"), prefix, timeout=10, ephemeral_cache=False
     )
-    first = await ours.limit(ident)
-    assert first.pending is not None
-    await first.pending
-    [window_key] = await region_direct[0].keys(f"{prefix}:{ident}:*")
+    await settled(ours, ident)
+    [window_key] = await regions.direct[0].keys(f"{prefix}:{ident}:*")
     spent = {"a" * 16: "1", "b" * 16: "1", "c" * 16: "1"}
-    for client in region_direct:  # the budget spent everywhere ...
+    for client in regions.direct:  # the budget spent everywhere ...
         await client.delete(window_key)
         await client.hset(window_key, mapping=spent)
-    for client in region_direct[:2]:  # ... and a refund only two regions recorded
+    for client in regions.direct[:2]:  # ... and a refund only two regions recorded
         await client.hset(window_key, "r" * 16, "-1")
-    result = await ours.limit(ident)
     # The first region to answer decides: the lagging one may deny (while the others record
     # the request). Either way the synchronisation brings every region to the same state.
-    assert result.pending is not None
-    await result.pending
-    hashes = [await client.hgetall(window_key) for client in region_direct]
+    result = await settled(ours, ident)
+    hashes = [await client.hgetall(window_key) for client in regions.direct]
     assert hashes[0] == hashes[1] == hashes[2], hashes
     assert "r" * 16 in hashes[2], hashes
     if result.success:

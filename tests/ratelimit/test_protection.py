@@ -15,9 +15,10 @@ from shared.http.httpx_transport import HttpxTransport
 from shared.ratelimit import Protection, Ratelimit, fixed_window
 from shared.ratelimit.protection import ip_list_ttl_ms, parse_ip_list
 from shared.redis import Redis
+from tests.support.loopback import loopback
 
 from .conftest import T0, FakeClock, ServerStats
-from .upstream_node import start_upstream
+from .upstream_node import single_region_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +49,9 @@ async def list_server() -> AsyncIterator[ListServer]:
             await server.gate.wait()
         return web.Response(body=server.body, status=server.status, content_type="text/plain")
 
-    app = web.Application()
-    app.router.add_get("/ips.txt", ips)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}/ips.txt"
-    yield server
-    await runner.cleanup()
+    async with loopback(ips, method="GET", path="/ips.txt") as base_url:
+        server.url = f"{base_url}/ips.txt"
+        yield server
 
 
 @pytest.fixture
@@ -153,19 +147,7 @@ async def test_lists_written_by_either_side_block_on_the_other(
         "192.0.2.1",
     }
     await protection.deny("Scraper/2.0", "ZZ")
-    node = await start_upstream(
-        {
-            "urls": [devstack.redis_rest_url],
-            "token": devstack.redis_rest_token,
-            "prefix": prefix,
-            "algorithm": "fixed",
-            "limit": 100,
-            "window": "1 d",
-            "multi": False,
-            "protection": True,
-        }
-    )
-    try:
+    async with single_region_upstream(devstack, prefix, limit=100, protection=True) as node:
         by_ip = await node.limit(ident, ip="203.0.113.7")
         assert (by_ip["success"], by_ip["reason"], by_ip["deniedValue"]) == (
             False,
@@ -178,8 +160,6 @@ async def test_lists_written_by_either_side_block_on_the_other(
         assert (by_country["reason"], by_country["pendingError"]) == ("denyList", None)
         assert (await node.limit(ident, ip="10.1.1.1"))["success"]
         await node.call(op="deny", values=["bad-user", "10.66.66.66"])
-    finally:
-        await node.close()
     assert (await ours.limit("bad-user")).reason == "deny_identifier"
     assert (await ours.limit(ident, ip="10.66.66.66")).reason == "deny_ip"
     listed = await ours.limit(ident, ip="192.0.2.1")
@@ -197,23 +177,10 @@ async def test_upstreams_ip_list_refresh_is_read_by_ours(
 ) -> None:
     """The automatic list as @upstash/ratelimit stores it (its own refresh, served from the
     local file server) blocks our requests, and we see it is valid: no fetch of ours."""
-    node = await start_upstream(
-        {
-            "urls": [devstack.redis_rest_url],
-            "token": devstack.redis_rest_token,
-            "prefix": prefix,
-            "algorithm": "fixed",
-            "limit": 100,
-            "window": "1 d",
-            "multi": False,
-            "protection": True,
-            "ipListUrl": list_server.url,
-        }
-    )
-    try:
+    async with single_region_upstream(
+        devstack, prefix, limit=100, protection=True, ipListUrl=list_server.url
+    ) as node:
         first = await node.limit(ident, ip="10.1.1.1")
-    finally:
-        await node.close()
     assert (first["success"], first["pendingError"]) == (True, None)
     assert list_server.fetches == 1
     protection = Protection(rest, prefix, ip_list_url=list_server.url, transport=transport)
@@ -350,18 +317,11 @@ async def test_a_dripping_source_is_cut_off_by_the_fetch_deadline(
             await asyncio.sleep(0.1)
         return response
 
-    app = web.Application()
-    app.router.add_get("/ips.txt", drips)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with loopback(drips, method="GET", path="/ips.txt") as base_url:
         protection = Protection(
             rest,
             prefix,
-            ip_list_url=f"http://127.0.0.1:{port}/ips.txt",
+            ip_list_url=f"{base_url}/ips.txt",
             transport=transport,
             fetch_timeout=1.0,
         )
@@ -371,5 +331,3 @@ async def test_a_dripping_source_is_cut_off_by_the_fetch_deadline(
         await asyncio.wait_for(pending, timeout=15)  # fails here if nothing ends the fetch
         assert asyncio.get_running_loop().time() - started < 8  # 1 s deadline, generous bound
         assert await direct.get(f"{prefix}:ipDenyListStatus") is None  # nothing stored
-    finally:
-        await runner.cleanup()

@@ -44,9 +44,15 @@ pyodide_version = _pyodide_conftest.pyodide_version
 
 import redis as redis_py  # noqa: E402
 from runner import PyodideRunError, serve_worker  # noqa: E402
-from worker_testkit import emails_to, poll, seed_order, seed_outbox_job  # noqa: E402
+from worker_testkit import (  # noqa: E402
+    DELIVERY_TIMEOUT,
+    emails_to,
+    seed_order,
+    seed_outbox_job,
+)
 
 from shared.jobs.outbox import OUTBOX_KEY  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 WRANGLER_TIMEOUT = 120.0
 RATE_LIMIT = "3/10s"
@@ -156,11 +162,21 @@ def _warm_up(worker: ServedWorker, info: dict[str, Any]) -> dict[str, Any]:
         record, _ = seed_order(redis)
         job = seed_outbox_job(redis, record, worker.job_url)
         response = http.get(f"{worker.url}/api/health", headers={"CF-Connecting-IP": "192.0.2.1"})
-        poll("the background outbox flush", lambda: not redis.hexists(OUTBOX_KEY, job.id))
-        emails = poll(
-            "the warm-up email", lambda: emails_to(http, email_api_url, record.customer_email)
+        wait_for(
+            lambda: not redis.hexists(OUTBOX_KEY, job.id),
+            "the background outbox flush",
+            timeout=DELIVERY_TIMEOUT,
         )
-        poll("the warm-up sent marker", lambda: redis.exists(f"email:sent:{record.id}"))
+        emails = wait_for(
+            lambda: emails_to(http, email_api_url, record.customer_email),
+            "the warm-up email",
+            timeout=DELIVERY_TIMEOUT,
+        )
+        wait_for(
+            lambda: redis.exists(f"email:sent:{record.id}"),
+            "the warm-up sent marker",
+            timeout=DELIVERY_TIMEOUT,
+        )
         return {
             "status": response.status_code,
             "outbox_entry_removed": not redis.hexists(OUTBOX_KEY, job.id),

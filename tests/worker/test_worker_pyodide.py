@@ -29,13 +29,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis as redis_py
+from worker_testkit import DELIVERY_TIMEOUT, seed_order, seed_outbox_job
 from worker_testkit import emails_to as inbox
-from worker_testkit import poll, seed_order, seed_outbox_job
 
 from shared.jobs.outbox import OUTBOX_KEY
 from shared.orders.records import new_order_id
 from shared.qstash import PublishResult, QStash
 from shared.qstash.signing import delivery_claims, sign_jwt
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.pyodide, pytest.mark.integration]
 
@@ -319,23 +320,27 @@ def test_signed_delivery_sends_one_email(
     record, _ = seed_order(redis)
     payload = {"orderId": record.id, "requestId": "t"}
     first = publish_job(devstack, served_worker.job_url, payload)
-    emails = poll(
-        "the confirmation email", lambda: emails_to(http, devstack, record.customer_email)
+    emails = wait_for(
+        lambda: emails_to(http, devstack, record.customer_email),
+        "the confirmation email",
+        timeout=DELIVERY_TIMEOUT,
     )
     assert len(emails) == 1, emails
     assert record.id in emails[0]["subject"] + (emails[0]["text"] or "")
     assert emails[0]["idempotency_key"] == f"order-confirmation/{record.id}"
-    poll(
-        "the first message to finish",
+    wait_for(
         lambda: qstash_message_done(http, devstack, first.message_id),
+        "the first message to finish",
+        timeout=DELIVERY_TIMEOUT,
     )
     assert redis.get(f"email:sent:{record.id}") == emails[0]["id"]
 
     duplicate = publish_job(devstack, served_worker.job_url, payload)
     assert duplicate.message_id != first.message_id and not duplicate.deduplicated
-    poll(
-        "the duplicate delivery to finish",
+    wait_for(
         lambda: qstash_message_done(http, devstack, duplicate.message_id),
+        "the duplicate delivery to finish",
+        timeout=DELIVERY_TIMEOUT,
     )
     assert len(emails_to(http, devstack, record.customer_email)) == 1
     assert not redis.exists(f"email:lease:{record.id}")
@@ -353,12 +358,16 @@ def test_scheduled_flushes_the_outbox(
     # scheduled awaits the flush itself, so the entry is gone when the call returns.
     assert not redis.hexists(OUTBOX_KEY, job.id)
 
-    emails = poll(
-        "the email for the flushed job", lambda: emails_to(http, devstack, record.customer_email)
+    emails = wait_for(
+        lambda: emails_to(http, devstack, record.customer_email),
+        "the email for the flushed job",
+        timeout=DELIVERY_TIMEOUT,
     )
     assert len(emails) == 1 and emails[0]["idempotency_key"] == f"order-confirmation/{record.id}"
     # The job finishes (sent marker written) before the next test reads Redis counters.
-    poll("the sent marker", lambda: redis.get(f"email:sent:{record.id}"))
+    wait_for(
+        lambda: redis.get(f"email:sent:{record.id}"), "the sent marker", timeout=DELIVERY_TIMEOUT
+    )
 
 
 def test_concurrent_requests_never_share_a_batch(

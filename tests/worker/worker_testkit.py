@@ -1,10 +1,9 @@
-"""Helpers shared by the Worker layer's conftest and tests (seeding, bounded polling, inbox)."""
+"""Helpers shared by the Worker layer's conftest and tests (seeding, the inbox); bounded
+polling is `tests.support.waiting.wait_for` (with DELIVERY_TIMEOUT)."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,17 +41,6 @@ def seed_outbox_job(redis: redis_py.Redis, record: OrderRecord, job_url: str) ->
     )
     redis.hset(OUTBOX_KEY, job.id, job.to_json())
     return job
-
-
-def poll(what: str, probe: Callable[[], Any], timeout: float = DELIVERY_TIMEOUT) -> Any:
-    """Calls `probe` until it returns something truthy (bounded); fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.05)
 
 
 def emails_to(http: httpx.Client, email_api_url: str, address: str) -> list[dict[str, Any]]:
