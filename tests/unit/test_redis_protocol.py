@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import (
     RedisAuthError,
@@ -48,6 +50,28 @@ def test_encode_arg_rejects(bad: object) -> None:
     """Booleans, containers and non-UTF-8 bytes are refused with a ValueError."""
     with pytest.raises(ValueError):
         encode_arg(bad)  # type: ignore[arg-type]
+
+
+_ARGS = st.lists(
+    st.one_of(st.text(), st.integers(), st.floats(), st.binary(), st.booleans()), min_size=1
+)
+
+
+@settings(max_examples=500, derandomize=True)
+@given(_ARGS)
+def test_encode_command_writes_what_json_dumps_writes(args: list[object]) -> None:
+    """The hand-joined command is byte for byte json.dumps' compact, non-ASCII array."""
+    try:
+        expected: object = json.dumps(
+            [encode_arg(a) for a in args], separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+    except ValueError:
+        expected = ValueError
+    try:
+        got: object = encode_command(args)
+    except ValueError:
+        got = ValueError
+    assert got == expected
 
 
 def test_encode_body_modes() -> None:
