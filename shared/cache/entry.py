@@ -77,12 +77,13 @@ def check_key(key: str, what: str = "cache key") -> str:
         raise ValueError(f"{what} is empty")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"{what} is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
-    for ch in key:
-        if ch.isspace() or not ch.isprintable():
-            raise ValueError(
-                f"{what} contains whitespace or a control character ({ch!r}); "
-                "use printable characters only, e.g. 'order:42'"
-            )
+    # Every whitespace character but the space is unprintable: two C-level scans.
+    if " " in key or not key.isprintable():
+        ch = next(c for c in key if c.isspace() or not c.isprintable())
+        raise ValueError(
+            f"{what} contains whitespace or a control character ({ch!r}); "
+            "use printable characters only, e.g. 'order:42'"
+        )
     if key.startswith("~"):
         raise ValueError(f"{what} must not start with '~' (reserved for the cache's lock keys)")
     return key

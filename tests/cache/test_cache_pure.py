@@ -76,6 +76,8 @@ def test_encode_rejects_inverted_window() -> None:
         ("order 42", "whitespace"),
         ("order\n42", "whitespace"),
         ("order\x0042", "control"),
+        ("order\u200342", "whitespace"),  # an em space: Unicode whitespace
+        ("order\u202e42", "control"),  # a bidi override: printable in no font
         ("~lock:x", "reserved"),
     ],
 )
