@@ -33,12 +33,13 @@ SocketOption = (
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One connection: an asyncio `StreamReader`/`StreamWriter` pair."""
 
-    __slots__ = ("_held", "_reader", "_writer")
+    __slots__ = ("_held", "_poller", "_reader", "_writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
         self._held: list[bytes] = []
+        self._poller: select.poll | None = None  # built on the first idle check
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         await self._flush(timeout)
@@ -106,19 +107,22 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._writer.get_extra_info("socket")
         if info == "is_readable":  # an idle keep-alive connection the server closed
-            return self._reader.at_eof() or _socket_readable(self._writer)
+            return self._reader.at_eof() or self._socket_readable()
         return None
 
-
-def _socket_readable(writer: asyncio.StreamWriter) -> bool:
-    if writer.transport.is_closing():
-        return True
-    sock = writer.get_extra_info("socket")
-    if sock is None:
-        return True
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
+    def _socket_readable(self) -> bool:
+        """Whether the kernel holds data or EOF the loop has not read yet (httpcore asks
+        for every idle connection on every request: one `poll(0)`, the poller kept)."""
+        if self._writer.transport.is_closing():
+            return True
+        poller = self._poller
+        if poller is None:
+            sock = self._writer.get_extra_info("socket")
+            if sock is None:
+                return True
+            poller = self._poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # httpx itself is imported only with a caller's client (it th
 MAX_CONNECTIONS = 100  # per process; concurrent requests beyond this wait for a free one
 KEEPALIVE_EXPIRY_S = 30.0  # an idle connection older than this is closed, not reused
 _URL_CACHE_SIZE = 256
-_PHASES = ("connect", "read", "write", "pool")
+_NO_PHASE_TIMEOUTS = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"))}
 
 _NETWORK_ERRORS = (
     httpcore.NetworkError,
@@ -100,14 +100,15 @@ class HttpxTransport:
             ) from None
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
-        timeout = request.timeout
         try:
+            # No deadline per phase: `send` bounds the whole exchange, and a phase never
+            # outlasts it (each phase's timer would be one more timer per read and write).
             response = await self._get_pool().request(
                 request.method,
                 self._url(request.url),
                 headers=self._headers(request),
                 content=request.body or None,
-                extensions={"timeout": dict.fromkeys(_PHASES, timeout)},
+                extensions=_NO_PHASE_TIMEOUTS,
             )
         except httpcore.TimeoutException as exc:
             raise TransportTimeout(
