@@ -36,15 +36,20 @@ class ScopeKey:
 
 
 class RequestScope:
-    """A bag of per-scope state, keyed by the owner object (one client, one cache...)."""
+    """A bag of per-scope state, keyed by the owner object (one client, one cache...).
+
+    A request's scope holds its owners strongly (for one request, a plain dict: no weak
+    reference built per lookup); the long-lived process scope holds them weakly, so that
+    state dies with its owner and a new owner never inherits a collected one's state.
+    """
 
     __slots__ = ("_state", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, weak_owners: bool = False) -> None:
         self.name = name
-        # Weak keys: state dies with its owner, and a new owner can never inherit the
-        # state of a collected one that had the same id().
-        self._state: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._state: dict[Any, Any] | weakref.WeakKeyDictionary[Any, Any] = (
+            weakref.WeakKeyDictionary() if weak_owners else {}
+        )
 
     def state(self, owner: object, factory: Callable[[], T]) -> T:
         """The state `owner` keeps in this scope, created by `factory` on first use.
@@ -58,7 +63,7 @@ class RequestScope:
         return found
 
 
-_PROCESS_SCOPE = RequestScope("process")
+_PROCESS_SCOPE = RequestScope("process", weak_owners=True)
 _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "upstash_edge_request_scope", default=None
 )

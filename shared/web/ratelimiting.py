@@ -108,7 +108,12 @@ def rate_limit_middleware(
             response = await call_next(request)
         except Exception as exc:  # mapped here so that errors carry the limit headers too
             response = response_for(exc, request.request_id)
-        result = await decision
+        try:
+            result = await decision
+        finally:
+            # The handler is done with it; dropped so that no cycle (scope -> gate -> task ->
+            # its context -> scope) is left for the garbage collector to find.
+            gate.decision = None
         if not result.success:
             denial = refusal(result)
             response = error_response(denial.status, denial.message, denial.detail)
