@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -75,12 +74,21 @@ def current_scope() -> RequestScope:
     return scope if scope is not None else _PROCESS_SCOPE
 
 
-@asynccontextmanager
-async def request_scope(name: str = "request") -> AsyncIterator[RequestScope]:
-    """Opens a fresh scope for the duration of one request."""
-    scope = RequestScope(name)
-    token = _current.set(scope)
-    try:
-        yield scope
-    finally:
-        _current.reset(token)
+class request_scope:  # a function to its callers: `async with request_scope():`
+    """Opens a fresh scope for the duration of one request (a class, not a generator-based
+    context manager: entered on every request, it builds no async generator)."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, name: str = "request") -> None:
+        self._scope = RequestScope(name)
+        self._token: contextvars.Token[RequestScope | None] | None = None
+
+    async def __aenter__(self) -> RequestScope:
+        self._token = _current.set(self._scope)
+        return self._scope
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None

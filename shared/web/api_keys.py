@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Collection, Iterable
 
-from shared.web.app import Middleware
+from shared.web.app import MethodScoped, Middleware
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.ratelimiting import Identify, client_identifier
@@ -79,4 +79,4 @@ def api_key_middleware(keys: ApiKeys, *, protected: Collection[tuple[str, str]])
             raise HttpError(401, "Missing or invalid API key")
         return await call_next(request)
 
-    return middleware
+    return MethodScoped(middleware, frozenset(method for method, _ in guarded))

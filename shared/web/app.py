@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from shared.web.errors import error_response, response_for
 from shared.web.http import HttpError, Request, Response
@@ -33,6 +34,23 @@ from shared.web.router import Handler, Router
 log = logging.getLogger("app.request")
 
 Middleware = Callable[[Request, Handler], Awaitable[Response]]
+# Methods the app builds a chain for up front (any other method takes the full chain).
+CHAIN_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True, slots=True)
+class MethodScoped:
+    """A middleware that acts on `methods` only and passes every other request through:
+    the app leaves it out of the other methods' chains (a GET skips the body and key checks
+    of `POST /api/orders` altogether, not layer by layer)."""
+
+    middleware: Middleware
+    methods: frozenset[str]
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        return await self.middleware(request, call_next)
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_BYTES = 32 * 1024
@@ -75,12 +93,21 @@ class App:
         self._throttle = report_throttle or ReportThrottle()
         self._max_header_fields = max_header_fields
         self._max_header_bytes = max_header_bytes
-        # Built once: each layer is one closure; the failures it records go to the list of
-        # the request being handled (a context variable), not to a chain built per request.
+        # Built once per method: each layer is one closure; the failures it records go to
+        # the list of the request being handled (a context variable).
+        self._handler = self._chain(None)
+        self._chains = {method: self._chain(method) for method in CHAIN_METHODS}
+
+    def _chain(self, method: str | None) -> Handler:
+        """The middleware chain for `method` (None: every middleware, for any method)."""
         handler: Handler = _capturing(self.router.dispatch)
         for outer in reversed(self._middleware):
+            if isinstance(outer, MethodScoped):
+                if method is not None and method not in outer.methods:
+                    continue
+                outer = outer.middleware
             handler = _layer(outer, handler)
-        self._handler = handler
+        return handler
 
     async def handle(self, request: Request) -> Response:
         if not request.request_id:
@@ -108,7 +135,8 @@ class App:
             )
         else:
             try:
-                response = await self._handler(request)
+                handler = self._chains.get(request.method, self._handler)
+                response = await handler(request)
             except Exception as exc:
                 response = response_for(exc, request.request_id)
         return response

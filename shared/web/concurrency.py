@@ -16,7 +16,7 @@ from collections.abc import Collection
 from shared.background import defer
 from shared.errors import UpstashError
 from shared.ratelimit import ConcurrencyLimit, Lease
-from shared.web.app import Middleware
+from shared.web.app import MethodScoped, Middleware
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.ratelimiting import Identify
@@ -46,7 +46,7 @@ def concurrency_middleware(
                 # Given back beside the response, not before it: no round trip on the answer.
                 defer(_release(limit, lease))
 
-    return middleware
+    return MethodScoped(middleware, frozenset(method for method, _ in guarded))
 
 
 async def _release(limit: ConcurrencyLimit, lease: Lease) -> None:

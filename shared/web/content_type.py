@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from shared.web.app import Middleware
+from shared.web.app import MethodScoped, Middleware
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response
 from shared.web.router import Handler
@@ -47,4 +47,4 @@ def json_body_middleware(
             raise HttpError(415, "Content-Type must be application/json")
         return await call_next(request)
 
-    return middleware
+    return MethodScoped(middleware, BODY_METHODS)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from shared.web.app import App, MethodScoped, Middleware
 from shared.web.errors import HttpError
 from shared.web.http import Headers, Request, Response
 from shared.web.ratelimiting import client_identifier
-from shared.web.router import Router
+from shared.web.reporting import ErrorReport
+from shared.web.router import Handler, Router
 from shared.web.served import declares_too_large
 
 
@@ -101,3 +103,69 @@ async def test_health_answers_503_within_its_2s_even_alone_on_a_silent_redis() -
         server.close()
     assert response.status == 503
     assert elapsed < 4.0, elapsed
+
+
+def _recording(name: str, seen: list[str]) -> Middleware:
+    async def middleware(request: Request, call_next: Handler) -> Response:
+        seen.append(name)
+        return await call_next(request)
+
+    return middleware
+
+
+def _failing(message: str) -> Middleware:
+    async def middleware(request: Request, call_next: Handler) -> Response:
+        raise RuntimeError(message)
+
+    return middleware
+
+
+@pytest.mark.parametrize(
+    ("method", "layers", "status"),
+    [
+        ("GET", ["outer", "inner"], 200),
+        ("POST", ["outer", "posts", "inner"], 200),
+        ("DELETE", ["outer", "inner"], 405),
+        ("BREW", ["outer", "posts", "inner"], 405),  # no chain of its own: every layer
+    ],
+)
+async def test_method_scoped_middleware_runs_for_its_methods_only(
+    method: str, layers: list[str], status: int
+) -> None:
+    """A `MethodScoped` middleware is left out of the other methods' chains, in order."""
+    router = Router()
+
+    @router.route("GET", "/api/thing")
+    async def get_thing(request: Request) -> Response:
+        return Response.json({"ok": True})
+
+    @router.route("POST", "/api/thing")
+    async def post_thing(request: Request) -> Response:
+        return Response.json({"ok": True})
+
+    seen: list[str] = []
+    app = App(
+        router,
+        middleware=[
+            _recording("outer", seen),
+            MethodScoped(_recording("posts", seen), frozenset({"POST"})),
+            _recording("inner", seen),
+        ],
+    )
+    response = await app.handle(Request(method, "/api/thing"))
+    assert (response.status, seen) == (status, layers)
+
+
+async def test_a_failure_in_a_method_scoped_layer_is_reported_by_type() -> None:
+    """What escapes a `MethodScoped` layer reaches the error report, named by its type."""
+    reports: list[ErrorReport] = []
+    router = Router()
+    app = App(
+        router,
+        middleware=[MethodScoped(_failing("boom"), frozenset({"POST"}))],
+        error_reporter=reports.append,
+    )
+    response = await app.handle(Request("POST", "/api/thing"))
+    assert response.status == 500
+    assert [r.error_type for r in reports] == ["RuntimeError"]
+    assert (await app.handle(Request("GET", "/api/thing"))).status == 404  # layer skipped
