@@ -128,20 +128,23 @@ async def test_wait_list_counts_messages_held_by_the_key_not_by_their_own_delay(
     qstash: QStash, admin: QStashAdmin, sink: Sink
 ) -> None:
     """`waitListSize` counts the due messages the key's rate holds back, not the ones waiting
-    for their own delay or not-before time (as Upstash documents it)."""
+    for their own delay or for a retry backoff (as Upstash documents it)."""
     key = f"wait-{uuid.uuid4().hex[:8]}"
     control = FlowControl(key, rate=1, period="1d")  # 86 s at the fast stack's time scale
-    for n in range(3):
+    sink.scripts["/busy"] = lambda _n: (503, {"Retry-After": "604800"})  # a week: 10 min here
+    await qstash.publish_json(sink.url("/busy"), {}, retries=1, flow_control=control)
+    await sink.wait_for("/busy", 1)  # took the key's one start of the day, then backs off
+    for n in range(2):
         await qstash.publish_json(sink.url("/held"), {"n": n}, retries=0, flow_control=control)
     for delay in ("7d", "8d"):
         await qstash.publish_json(
             sink.url("/later"), {}, retries=0, delay=delay, flow_control=control
         )
-    await sink.wait_for("/held", 1)  # the one the rate lets through; two wait for a slot
 
     async def settled() -> tuple[int] | None:
         info = await admin.flow_control(key)
         return (info.wait_list_size,) if info.parallelism_count == 0 else None
 
-    assert await eventually(settled, "the delivered attempt to finish") == (2,)
-    assert sink.at("/later") == []
+    assert await eventually(settled, "the first attempt to finish") == (2,)
+    assert sink.at("/held") == sink.at("/later") == []
+    assert len(sink.at("/busy")) == 1
