@@ -602,16 +602,17 @@ class QStashServer:
         return web.json_response(answer)
 
     async def _flow_info(self, key: str) -> dict[str, object] | None:
-        limits, pending = await self.store.flow_info(key)
+        now = now_ms()
+        limits, waiting = await self.store.flow_info(key, now)
         if limits is None:
             return None
         active = self.scheduler.active(key)
         period_s = int(limits.get("period") or 0)
         window_ms = max(1, self.scheduler.scaled_ms(period_s or 1))
-        starts = await self.store.rate_starts(key, now_ms() - window_ms + 1)
+        starts = await self.store.rate_starts(key, now - window_ms + 1)
         return {
             "flowControlKey": key,
-            "waitListSize": max(0, pending - active),
+            "waitListSize": waiting,
             "parallelismMax": int(limits.get("parallelism") or 0),
             "parallelismCount": active,
             "rateMax": int(limits.get("rate") or 0),

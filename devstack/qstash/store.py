@@ -8,7 +8,8 @@
 {prefix}dlq:{dlqId}     JSON of the DLQ entry (the message and its last response)
 {prefix}events          list of JSON log events, newest first (capped at MAX_EVENTS)
 {prefix}fcl:{key}       JSON: the flow-control limits the key's latest message carried
-{prefix}fcm:{key}       set: pending message ids with that flow-control key
+{prefix}fcm:{key}       set: pending message ids with that flow-control key (the due ones
+                        not in flight are its wait list)
 {prefix}fcs:{key}       sorted set: attempt id -> unix ms it started (the rate window)
 {prefix}sched:{id}      JSON of a schedule
 {prefix}schedules       sorted set: schedule id -> unix ms of its next run (real time)
@@ -169,13 +170,27 @@ class QStashStore:
             [str(name)[len(prefix) :] async for name in self.redis.scan_iter(match=f"{prefix}*")]
         )
 
-    async def flow_info(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        """(the key's latest limits or None if unknown, its pending message count)."""
+    async def flow_info(self, key: str, now_ms: int) -> tuple[dict[str, Any] | None, int]:
+        """(the key's latest limits or None if unknown, its wait list: the pending messages
+        due by `now_ms` and not in flight). A message not yet due (its delay, not-before or
+        retry backoff) waits for its own time, not for a flow-control slot: not counted."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(f"{self.p}fcl:{key}")
-            pipe.scard(f"{self.p}fcm:{key}")
-            limits, pending = await pipe.execute()
-        return (json.loads(limits) if limits else None), int(pending)
+            pipe.smembers(f"{self.p}fcm:{key}")
+            limits, members = await pipe.execute()
+        ids = [str(m) for m in members]
+        waiting = 0
+        if ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zmscore(f"{self.p}due", ids)
+                pipe.smismember(f"{self.p}inflight", ids)
+                scores, flying = await pipe.execute()
+            waiting = sum(
+                1
+                for score, busy in zip(scores, flying, strict=True)
+                if score is not None and score <= now_ms and not busy
+            )
+        return (json.loads(limits) if limits else None), waiting
 
     async def requeue_inflight(self, now_ms: int) -> int:
         """At start-up: attempts cut short by a stop run again now (at-least-once)."""

@@ -1,5 +1,6 @@
 """What the outbox keeps in Redis: jobs with their retry state, dead letters, and the scripts
-that change them atomically. Data and storage only; publishing lives in `outbox.py`.
+that change them atomically, read and written here. Storage only: the queue's policy lives in
+`outbox.py`, publishing in `outbox_publish.py`.
 
     outbox:jobs   hash  job id -> Job JSON (with `attempts` and `next_at_ms`)
     outbox:dead   hash  job id -> DeadJob JSON (the job, QStash's status and message)
@@ -11,10 +12,14 @@ access (a job carries the order id and the request id, never a token or an addre
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.redis import Script
+from shared.redis import Redis, Script
+
+log = logging.getLogger(__name__)
 
 OUTBOX_KEY = "outbox:jobs"
 DEAD_KEY = "outbox:dead"
@@ -174,3 +179,81 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
 )
+
+
+def as_text(value: object) -> str:
+    """A hash field or value as Redis returned it (bytes or str) as text."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntries:
+    """The outbox hash as read: `stored` JSON by job id (what SETTLE compares), the `jobs`,
+    and how many entries were `broken` (not jobs: logged and left in place)."""
+
+    stored: dict[str, str]
+    jobs: list[Job]
+    broken: int
+
+    @classmethod
+    def parse(cls, entries: Mapping[Any, Any]) -> OutboxEntries:
+        stored: dict[str, str] = {}
+        jobs: list[Job] = []
+        broken = 0
+        for raw_field, raw in entries.items():
+            name = as_text(raw_field)
+            try:
+                job = Job.from_json(as_text(raw))
+            except (ValueError, KeyError, TypeError):
+                log.error("outbox entry %s is not a job; left in place", name)
+                broken += 1
+                continue
+            if job.id != name:  # the hash field is what the settle step updates
+                job = replace(job, id=name)
+            stored[name] = as_text(raw)
+            jobs.append(job)
+        return cls(stored, jobs, broken)
+
+
+def settle_args(
+    published: Sequence[Job],
+    retried: Sequence[Job],
+    dead: Mapping[str, DeadJob],
+    stored: Mapping[str, str],
+) -> list[str | int]:
+    """SETTLE's ARGV: `retried` are the jobs with their next attempt, `stored` the JSON read."""
+    args: list[str | int] = [len(published), *(j.id for j in published)]
+    args.append(len(retried))
+    for job in retried:
+        args += [job.id, stored[job.id], job.to_json()]
+    args.append(len(dead))
+    for job_id, letter in dead.items():
+        args += [job_id, stored[job_id], letter.to_json()]
+    return args
+
+
+async def read_dead_letters(redis: Redis[Any]) -> list[DeadJob]:
+    """Every dead letter, oldest first (unreadable entries are logged and skipped)."""
+    letters: list[DeadJob] = []
+    for job_id, raw in (await redis.hgetall(DEAD_KEY)).items():
+        try:
+            letters.append(DeadJob.from_json(as_text(raw)))
+        except (ValueError, KeyError, TypeError):
+            log.error("dead letter %s is unreadable", as_text(job_id))
+    return sorted(letters, key=lambda d: (d.failed_at_ms, d.job.id))
+
+
+async def revive(redis: Redis[Any], job_id: str) -> Job | None:
+    """Moves a dead letter back into the outbox as a fresh job and returns it; None when there
+    is none, it is unreadable, or it was replayed or discarded meanwhile."""
+    raw = await redis.hget(DEAD_KEY, job_id)
+    if raw is None:
+        return None
+    try:
+        job = DeadJob.from_json(as_text(raw)).job.fresh()
+    except (ValueError, KeyError, TypeError):
+        log.error("dead letter %s is unreadable; not replayed", job_id)
+        return None
+    if not await REPLAY.run(redis, [DEAD_KEY, OUTBOX_KEY], [job_id, raw, job.to_json()]):
+        return None
+    return job

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from aiohttp import web
-from qstash_sink import TIME_SCALE, InFlight
+from qstash_sink import TIME_SCALE, InFlight, Sink
 
 from shared.qstash import FlowControl, QStash, QStashAdmin
 from tests.support.loopback import loopback
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +122,29 @@ async def test_rate_per_period_holds(qstash_env: dict[str, str], meter: Meter) -
     gaps = [arrivals[i + 2] - arrivals[i] for i in range(len(arrivals) - 2)]
     assert min(gaps) >= window - jitter, gaps
     assert sorted(meter.message_ids) == sorted(ids)
+
+
+async def test_wait_list_counts_messages_held_by_the_key_not_by_their_own_delay(
+    qstash: QStash, admin: QStashAdmin, sink: Sink
+) -> None:
+    """`waitListSize` counts the due messages the key's rate holds back, not the ones waiting
+    for their own delay or for a retry backoff (as Upstash documents it)."""
+    key = f"wait-{uuid.uuid4().hex[:8]}"
+    control = FlowControl(key, rate=1, period="1d")  # 86 s at the fast stack's time scale
+    sink.scripts["/busy"] = lambda _n: (503, {"Retry-After": "604800"})  # a week: 10 min here
+    await qstash.publish_json(sink.url("/busy"), {}, retries=1, flow_control=control)
+    await sink.wait_for("/busy", 1)  # took the key's one start of the day, then backs off
+    for n in range(2):
+        await qstash.publish_json(sink.url("/held"), {"n": n}, retries=0, flow_control=control)
+    for delay in ("7d", "8d"):
+        await qstash.publish_json(
+            sink.url("/later"), {}, retries=0, delay=delay, flow_control=control
+        )
+
+    async def settled() -> tuple[int] | None:
+        info = await admin.flow_control(key)
+        return (info.wait_list_size,) if info.parallelism_count == 0 else None
+
+    assert await eventually(settled, "the first attempt to finish") == (2,)
+    assert sink.at("/held") == sink.at("/later") == []
+    assert len(sink.at("/busy")) == 1
