@@ -1,7 +1,8 @@
 """Assembling the app from settings: services built once per process, routes, middleware.
 
 Both entrypoints call `build_app(env, transport=...)` once (on their first
-request) and reuse the bundle; `error_reporter=` overrides `ERROR_REPORTER`.
+request) and reuse the bundle; `error_reporter=` overrides `ERROR_REPORTER`
+(`report_throttle=` gives a throttle with another clock, in tests).
 Order creation needs pydantic; where it cannot be imported (offline Pyodide in
 tests) that route answers a clear 503 and everything else works.
 """
@@ -48,7 +49,7 @@ from shared.web.content_type import json_body_middleware
 from shared.web.cors import cors_middleware
 from shared.web.http import Request, Response
 from shared.web.ratelimiting import rate_limit_middleware
-from shared.web.reporting import ErrorReport, ErrorReporter
+from shared.web.reporting import ErrorReport, ErrorReporter, ReportThrottle
 from shared.web.router import Handler, Router
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,11 @@ def _order_creation(services: Services, settings: Settings, keys: ApiKeys) -> Ro
 
 
 def build_app(
-    env: Mapping[str, str], *, transport: Transport, error_reporter: ErrorReporter | None = None
+    env: Mapping[str, str],
+    *,
+    transport: Transport,
+    error_reporter: ErrorReporter | None = None,
+    report_throttle: ReportThrottle | None = None,
 ) -> AppBundle:
     settings = Settings.from_env(env)
     if error_reporter is not None:
@@ -258,5 +263,6 @@ def build_app(
         middleware=middleware,
         error_reporter=settings.error_reporter,
         job_paths={CONFIRMATION_JOB, SMOKE_JOB},
+        report_throttle=report_throttle,
     )
     return AppBundle(app, settings, services)

@@ -34,6 +34,7 @@ from shared.routes import (
     SMOKE_JOB,
     SMOKE_NONCE_PATTERN,
 )
+from shared.web.app import record_failure
 from shared.web.errors import HttpError
 from shared.web.http import Request, Response, loads_bounded
 from shared.web.router import Router
@@ -55,6 +56,7 @@ def health_routes(redis: Redis[Any]) -> Router:
         try:
             await redis.with_options(timeout=2.0, total_timeout=True).ping()
         except UpstashError as exc:
+            record_failure(exc)  # reported as the outage it is (throttled), not per request
             return Response.json(
                 {"status": "degraded", "redis": {"ok": False, "error": type(exc).__name__}}, 503
             )

@@ -10,8 +10,10 @@ middleware runs. The error reporter gets an `ErrorReport` for every 5xx answer
 and for every failed job delivery (a 4xx/5xx answer on one of `job_paths`), with
 the request id; failures anyone can cause without credentials (a forged
 signature's 401, 405, 431..., or an `HttpError(report_throttled=True)` such as an
-unconfigured secret's 503) go through `ReportThrottle`: at most one report per path (or
-message) and status a minute, carrying the count it stood for. The first
+unconfigured secret's 503) and upstream outages (the 503 of Redis, QStash or the network
+failing: `shared.web.errors.is_upstream_outage`) go through `ReportThrottle`: at most one
+report per path (or message, or error type) and status a minute, carrying the count it
+stood for. A bug (any other exception, a 500) is reported every time. The first
 middleware is the outermost.
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from shared.web.errors import error_response, response_for
+from shared.web.errors import error_response, is_upstream_outage, response_for
 from shared.web.http import HttpError, Request, Response
 from shared.web.reporting import ErrorReport, ErrorReporter, ReportThrottle
 from shared.web.router import Handler, Router
@@ -185,19 +187,24 @@ def _throttle_key(
     failure: BaseException | None,
     job_paths: Collection[str],
 ) -> str | None:
-    """The throttle's key for a failure anyone can cause (None: report each one). Keys come
-    from code (fixed job paths, the messages of errors marked `report_throttled`), never
-    from the request alone, so the throttle's memory stays bounded."""
+    """The throttle's key for a failure anyone can cause or an upstream outage (None: report
+    each one). Keys come from code (fixed job paths, the messages of errors marked
+    `report_throttled`, exception class names), never from the request alone, so the
+    throttle's memory stays bounded."""
     if request.path in job_paths and response.status in UNAUTHENTICATED_STATUSES:
         return request.path
     if isinstance(failure, HttpError) and failure.report_throttled:
         return f"error:{failure.message}"
+    if response.status >= 500 and is_upstream_outage(failure):
+        return f"upstream:{type(failure).__name__}"
     return None
 
 
-def _record(exc: BaseException) -> None:
-    """Notes an exception escaping a layer (once), so the report can name its type even when
-    an outer middleware turns it into a response."""
+def record_failure(exc: BaseException) -> None:
+    """Notes a failure of the request being handled (once), so its report names the type
+    (and throttles it when it is an upstream outage) even when it never reaches the app:
+    an exception escaping a layer that an outer middleware turns into a response, or one a
+    handler answers itself (the health check's 503 "degraded")."""
     failures = _FAILURES.get()
     if failures is not None and (not failures or failures[-1] is not exc):
         failures.append(exc)
@@ -208,7 +215,7 @@ def _layer(middleware: Middleware, inner: Handler) -> Handler:
         try:
             return await middleware(request, inner)
         except Exception as exc:
-            _record(exc)
+            record_failure(exc)
             raise
 
     return call
@@ -219,7 +226,7 @@ def _capturing(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except Exception as exc:
-            _record(exc)
+            record_failure(exc)
             raise
 
     return call

@@ -15,7 +15,7 @@ from shared.errors import (
 )
 from shared.web.http import HttpError, Response
 
-__all__ = ["HttpError", "error_response", "response_for"]
+__all__ = ["HttpError", "error_response", "is_upstream_outage", "response_for"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,13 @@ def error_response(
     if detail is not None:
         body["detail"] = detail
     return Response.json(body, status, headers)
+
+
+def is_upstream_outage(exc: BaseException | None) -> bool:
+    """True for what `response_for` answers 503 "Upstream service unavailable": Redis, QStash
+    or the network failing (an `UpstashError` that is neither a misconfiguration nor a bad
+    signature), not a bug. The app throttles the reports of these during an outage."""
+    return isinstance(exc, UpstashError) and not isinstance(exc, ConfigError | SignatureError)
 
 
 def response_for(exc: BaseException, request_id: str) -> Response:

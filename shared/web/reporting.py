@@ -5,11 +5,13 @@
                                    tags={"request_id": report.request_id})
 
 Failures anyone can cause without credentials (a forged `Upstash-Signature`'s 401
-on a job path) are throttled by the app through `ReportThrottle`: the first one
-of a path and status is reported, the rest within the next minute are only
-counted, and the first report after that carries the count (`suppressed`, also
-in the message), so a flood of forged deliveries cannot use up the reporter's
-quota. The throttle is per process (per isolate / function instance).
+on a job path) and upstream outages (every request's 503 while Redis or QStash is
+down) are throttled by the app through `ReportThrottle`: the first one of a key
+(path, message or error type) and status is reported, the rest within the next
+minute are only counted, and the first report after that carries the count
+(`suppressed`, also in the message), so neither a flood of forged deliveries nor
+an outage uses up the reporter's quota. A bug (a 500) is reported every time.
+The throttle is per process (per isolate / function instance).
 
 Plug it in with `ERROR_REPORTER="mypackage.errors:report_to_sentry"` (read by
 `Settings.from_env`) or `build_app(env, transport=..., error_reporter=...)`. The
@@ -35,7 +37,8 @@ log = logging.getLogger("app.errors")
 class ErrorReport:
     """`message` is the public error text of the answer; `error_type` the exception's class
     (or `HttpError` for an answer given without one); `suppressed` how many throttled
-    failures of the same path and status went unreported since the previous report."""
+    failures of the same key (path, message or error type) and status went unreported
+    since the previous report."""
 
     request_id: str
     status: int
@@ -49,10 +52,10 @@ ErrorReporter = Callable[[ErrorReport], None]
 
 
 class ReportThrottle:
-    """At most one report per (path, status) every `interval_s` seconds; counts the rest.
+    """At most one report per (key, status) every `interval_s` seconds; counts the rest.
 
     `clock` is monotonic seconds (injected in tests). Keys are bounded by the caller
-    (the app throttles only its fixed job paths and messages from code).
+    (the app's come from code: fixed job paths, messages, exception class names).
     """
 
     def __init__(
@@ -65,17 +68,17 @@ class ReportThrottle:
         self._last: dict[tuple[str, int], float] = {}
         self._suppressed: dict[tuple[str, int], int] = {}
 
-    def admit(self, path: str, status: int) -> int | None:
+    def admit(self, key: str, status: int) -> int | None:
         """None when this failure is only counted; else how many were counted since the
         last admitted one (the number the report stands for besides itself)."""
-        key = (path, status)
+        slot = (key, status)
         now = self._clock()
-        last = self._last.get(key)
+        last = self._last.get(slot)
         if last is not None and now - last < self._interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            self._suppressed[slot] = self._suppressed.get(slot, 0) + 1
             return None
-        self._last[key] = now
-        return self._suppressed.pop(key, 0)
+        self._last[slot] = now
+        return self._suppressed.pop(slot, 0)
 
 
 def log_error_report(report: ErrorReport) -> None:

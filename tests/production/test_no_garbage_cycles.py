@@ -5,9 +5,9 @@ a collection that walks the heap (in Pyodide, where Workers bill CPU, the heap h
 whole runtime). The rate limiter's decision task once closed one per request: scope ->
 gate -> task -> the task's context -> scope.
 
-A request's state hangs off its `RequestScope`, so a scope found in the collector's garbage
-means that request's state was caught in a cycle. (Only scopes are counted: other tests'
-leftovers may be collected in the middle of the count.)
+A request's state hangs off its `RequestScope`, so one of the test's scopes found in the
+collector's garbage means that request's state was caught in a cycle. (Only the test's own
+scopes are counted, by identity: other tests' leftovers may be collected meanwhile.)
 """
 
 from __future__ import annotations
@@ -71,8 +71,11 @@ async def test_requests_leave_no_reference_cycles(
         else ("/api/health", [])
     )
 
+    mine: set[int] = set()
+
     async def serve() -> int:
-        async with request_scope("test"):
+        async with request_scope("test") as scope:
+            mine.add(id(scope))
             work = background()
             request = Request("GET", path, headers=Headers(headers), client_ip="192.0.2.44")
             response = await bundle.app.handle(request)
@@ -86,7 +89,7 @@ async def test_requests_leave_no_reference_cycles(
         gc.set_debug(gc.DEBUG_SAVEALL)
         statuses += [await serve() for _ in range(REQUESTS)]
         gc.collect()
-        scopes = [item for item in garbage if isinstance(item, RequestScope)]
+        scopes = [item for item in garbage if isinstance(item, RequestScope) and id(item) in mine]
         kinds = Counter(type(item).__qualname__ for item in garbage)
     finally:
         await transport.aclose()

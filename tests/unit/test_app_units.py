@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from shared import errors
+from shared.jobs import email_sender
 from shared.web.app import App, MethodScoped, Middleware
-from shared.web.errors import HttpError
+from shared.web.errors import HttpError, is_upstream_outage, response_for
 from shared.web.http import Headers, Request, Response
 from shared.web.ratelimiting import client_identifier
 from shared.web.reporting import ErrorReport
@@ -75,6 +79,57 @@ def test_headers_are_case_insensitive_and_repr_hides_values() -> None:
 def test_declared_content_length(value: str | None, too_large: bool) -> None:
     """Only an ASCII-digit Content-Length over the limit is too large; nothing else raises."""
     assert declares_too_large(value, 10) is too_large
+
+
+# One instance of every UpstashError class in shared/, plus failures that are no outage.
+FAILURES: list[BaseException] = [
+    errors.UpstashError("x"),
+    errors.ConfigError("X", "bad"),
+    errors.TransportError("x"),
+    errors.TransportTimeout("x"),
+    errors.RedisError("x"),
+    errors.RedisAuthError(401, "x"),
+    errors.RedisResponseError(502, "x"),
+    errors.RedisCommandError("GET", "ERR", "x"),
+    errors.RedisNoScriptError("EVALSHA", "NOSCRIPT", "x"),
+    errors.RedisTransactionAborted("x"),
+    errors.RedisDecodeError("GET"),
+    errors.QStashError(500, "x"),
+    errors.QStashRateLimited(429, "x", {}),
+    errors.SignatureError("x"),
+    email_sender.EmailError("x"),
+    email_sender.EmailSendError(None, "x", True),
+    HttpError(503, "Email provider unavailable; QStash will retry"),
+    RuntimeError("a bug"),
+    KeyError("a bug"),
+]
+
+
+def _subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+    found = {cls}
+    for sub in cls.__subclasses__():
+        found |= _subclasses(sub)
+    return found
+
+
+@pytest.mark.parametrize("exc", FAILURES, ids=lambda exc: type(exc).__name__)
+def test_upstream_outages_are_exactly_the_503s_response_for_gives(exc: BaseException) -> None:
+    """`is_upstream_outage` (what the app throttles reports of) holds exactly for what
+    `response_for` answers 503 "Upstream service unavailable"; bugs are not outages."""
+    response = response_for(exc, "req-1")
+    unavailable = (response.status, json.loads(response.body)["error"]) == (
+        503,
+        "Upstream service unavailable",
+    )
+    assert is_upstream_outage(exc) is unavailable
+
+
+def test_every_upstash_error_class_is_classified() -> None:
+    """Every `UpstashError` class defined in shared/ (those imported here) is in the table
+    above (a new one must be classified as an outage or not)."""
+    known = {type(exc) for exc in FAILURES}
+    defined = {c for c in _subclasses(errors.UpstashError) if c.__module__.startswith("shared.")}
+    assert defined <= known, defined - known
 
 
 async def test_health_answers_503_within_its_2s_even_alone_on_a_silent_redis() -> None:
