@@ -196,6 +196,10 @@ async def run(stack: dict[str, str]) -> str:
             "met" if health / one <= 1.10 else "not met",
         )
     )
+    post = medians["one-fetch Worker, POST body"]
+    for label, value in (("cached order read", order), ("health", health)):
+        # Reference only: the command as a JSON body, as both official SDKs send every one.
+        rows.append((f"{label} / one-fetch POST", "", f"{value / post:.2f}x", "", ""))
     rows.append(("no-op floor share of a cached read", "", f"{noop / order:.2f}", "", ""))
     return table(
         f"Worker in Pyodide {VERSION} (node CPU per request, all threads, ms; {WARM_UP} warm-up, "
