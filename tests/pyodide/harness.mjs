@@ -61,9 +61,10 @@ async function main() {
   return result.failed?.length ? 1 : 0;
 }
 
-// Exit explicitly: a hung fetch abandoned by a timeout check must not keep Node alive.
+// Exit explicitly (a hung fetch abandoned by a timeout check must not keep Node alive), once
+// stdout has taken the result line: on a pipe, an exit right after a large write cuts it.
 main().then(
-  (code) => process.exit(code),
+  (code) => process.stdout.write("", () => process.exit(code)),
   (err) => {
     console.error(`harness: ${err?.stack ?? err}`);
     process.exit(2);

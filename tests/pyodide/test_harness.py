@@ -114,3 +114,39 @@ def test_worker_http_server(pyodide_version: str, echo_server: EchoServer) -> No
         with urllib.request.urlopen(f"{url}/events", timeout=30) as resp:
             events = json.loads(resp.read())["events"]
         assert events == ["fetch POST /over-http", "scheduled 0 * * * *"]
+
+
+BIG = 100_000  # characters: past a pipe's 64 KB (and under one argument's 128 KB: the
+# batch's requests travel on node's command line)
+
+
+def test_a_batch_result_past_64_kb_arrives_whole(
+    pyodide_version: str, echo_server: EchoServer
+) -> None:
+    """The worker harness exits only once its whole result line is written (it was cut)."""
+    body = "x" * BIG
+    result = run_worker_requests(
+        pyodide_version,
+        HELLO_WORKER,
+        [{"method": "POST", "path": "/big", "body": body}],
+        _hello_env(echo_server),
+    )
+    [answer] = result["responses"]
+    assert json.loads(answer["body"])["body"] == body
+
+
+def test_a_script_result_past_64_kb_arrives_whole(pyodide_version: str, tmp_path: Path) -> None:
+    """The script harness exits only once the script's whole result line is written."""
+    script = tmp_path / "big_result.py"
+    script.write_text(
+        "from pyodide_checks import Checks\n"
+        "checks = Checks()\n"
+        f"checks.data['big'] = 'y' * {BIG}\n"
+        "async def ran() -> None:\n"
+        "    pass\n"
+        "checks.add('ran', ran)\n"
+        "await checks.run()\n"
+    )
+    result = run_in_pyodide(pyodide_version, script)
+    assert_checks_passed(result)
+    assert result["data"]["big"] == "y" * BIG

@@ -207,11 +207,17 @@ async function main() {
   return 0;
 }
 
+// Exits once stdout has taken everything written before: on a pipe, `process.exit` right
+// after a large write loses its tail (a result line past 64 KB arrived cut).
+export function exitAfterFlush(code) {
+  process.stdout.write("", () => process.exit(code));
+}
+
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === new URL(import.meta.url).pathname;
 if (isMain) {
   main().then(
     (code) => {
-      if (code !== null) process.exit(code);
+      if (code !== null) exitAfterFlush(code);
     },
     (err) => {
       console.error(`worker_harness: ${err?.stack ?? err}`);
