@@ -22,7 +22,6 @@ a TTL that follows the latest lease. Time is the caller's clock, as in the limit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -99,7 +98,8 @@ class ConcurrencyLimit:
         if self.lease_ms < 1:
             raise ValueError(f"lease must be at least 1 ms, got {lease!r}")
         self.max_concurrent = max_concurrent
-        self._redis = redis.with_options(timeout=self.timeout)
+        # `timeout` bounds each call as a whole (a NOSCRIPT fallback included): no timer here.
+        self._redis = redis.with_options(timeout=self.timeout, total_timeout=True)
         self._clock = clock
         self._lease_id = lease_id
 
@@ -117,8 +117,7 @@ class ConcurrencyLimit:
         args: list[str | int] = [now, self.lease_ms, self.max_concurrent, lease_id]
         reason: Reason
         try:
-            async with asyncio.timeout(self.timeout):
-                reply = await lua.CONCURRENCY_ACQUIRE.run(self._redis, [key], args)
+            reply = await lua.CONCURRENCY_ACQUIRE.run(self._redis, [key], args)
             acquired, held, earliest = (int(item) for item in reply)
         except (TimeoutError, TransportTimeout):
             reason = "timeout"

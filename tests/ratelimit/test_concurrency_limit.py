@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from shared.ratelimit import ConcurrencyLimit
 from shared.redis import Redis, RetryPolicy
+from tests.support.loopback import loopback
 
 from .conftest import FakeClock
 
@@ -107,6 +110,27 @@ async def test_unreachable_redis_follows_on_error(on_error: Any, success: bool, 
     await redis.aclose()
     assert (lease.success, lease.reason, lease.lease_id) == (success, "error", None)
     assert not await limit.release(lease)
+
+
+async def test_a_silent_redis_is_a_timeout_within_the_limit_timeout(ident: str) -> None:
+    """A Redis that never answers gives reason "timeout" once `timeout` is spent, as a whole
+    (the script's NOSCRIPT fallback would get only what is left)."""
+    release = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=503)
+
+    async with loopback(silent) as url:
+        redis = Redis(url, "token")
+        limit = ConcurrencyLimit(redis, 3, on_error="deny", timeout=0.5)
+        started = time.monotonic()
+        lease = await limit.acquire(ident)
+        elapsed = time.monotonic() - started
+        release.set()
+        await redis.aclose()
+    assert (lease.success, lease.reason) == (False, "timeout")
+    assert 0.5 <= elapsed < 1.5, elapsed
 
 
 def test_bad_arguments_are_value_errors(rest: Redis[str]) -> None:
