@@ -1,8 +1,9 @@
 """The HTTP transport port: every byte the core sends goes through a `Transport`.
 
 `HttpxTransport` serves CPython (Vercel, scripts, tests); `FetchTransport` wraps
-the runtime's fetch function (Pyodide's `pyfetch`, `workers.fetch`) and is
-handed in by the Worker entrypoint, so `shared/` never imports a runtime module.
+a runtime's fetch function (Pyodide's `pyfetch`, `workers.fetch`) handed in by its
+caller. The Worker entrypoint hands in its own `JsFetchTransport` (worker/js_fetch.py:
+the JS fetch with an abort-signal deadline), so `shared/` never imports a runtime module.
 """
 
 from shared.http.fetch import FetchTransport
