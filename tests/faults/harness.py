@@ -57,6 +57,7 @@ class Call:
     total_s: float | None = None  # arrival -> the ASGI call returned (background included)
     body: bytes = b""
     error: str | None = None  # an exception that escaped the ASGI app
+    query: str = ""  # the query string: a test may tag its own calls with one
 
     @property
     def done(self) -> bool:
@@ -76,6 +77,7 @@ class Recorder:
             await self.app(scope, receive, send)
             return
         call = Call(scope["method"], scope["path"], time.monotonic())
+        call.query = bytes(scope.get("query_string", b"")).decode("latin-1")
         with self._lock:
             self.calls.append(call)
 
