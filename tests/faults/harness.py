@@ -139,6 +139,7 @@ class FaultyApp:
     recorder: Recorder
     logs: LogKeeper
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+    env: Mapping[str, str] = field(default_factory=dict)  # what the app was built from
 
     @property
     def proxies(self) -> tuple[FaultProxy, FaultProxy, FaultProxy]:
@@ -246,7 +247,7 @@ class FaultyApp:
             )
             # Stopped before the server: calls still waiting on an upstream end at once.
             stack.callback(lambda: [proxy.stop() for proxy in (redis, qstash, email)])
-            app = cls(url, info, redis, qstash, email, recorder, logs)
+            app = cls(url, info, redis, qstash, email, recorder, logs, env=env)
             stack.callback(app.http.close)
             stack.callback(app.reset)  # release hung connections before the server stops
             yield app

@@ -18,6 +18,7 @@ out step after step: there the table states no time, and only the bound is asser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -31,7 +32,9 @@ import pytest
 
 from devstack.dev import DEV_CRON_SECRET
 from shared import routes
-from shared.app.assembly import AppBundle
+from shared.app.assembly import AppBundle, build_app
+from shared.errors import UpstashError
+from shared.http.httpx_transport import HttpxTransport
 from shared.jobs.outbox import DEAD_KEY, FLUSH_BUDGET_S, OUTBOX_KEY, DeadJob, Job, Outbox
 from shared.web.asgi import AsgiAdapter
 from tests.conftest import Devstack
@@ -330,3 +333,37 @@ def test_no_route_passes_its_bound_with_a_back_end_just_under_a_deadline(
         if total_s > row.bound_s + flush_s + BOUND_OVERHEAD_S:
             past.append(f"{row.id} returned past {row.bound_s + flush_s:g} s: {_brief(call)}")
     assert not past, past
+
+
+@pytest.mark.parametrize("backend", ["redis", "qstash"])
+def test_the_workers_scheduled_flush_keeps_to_the_cron_row(app: FaultyApp, backend: str) -> None:
+    """With a job due and `backend` hanging, the Workers `scheduled` entry (the cron row's
+    other half: the same flush, no HTTP) ends within the row's time and bound; with Redis
+    hanging it fails with the Redis error (what the cron route answers 503 for)."""
+    row = next(r for r in ROWS if r.id == "cron")
+    status, measured_s = row.expected(backend)
+    due = job_for(app, "ord_" + uuid.uuid4().hex[:22])
+    redis_call(app, "HSET", OUTBOX_KEY, due.id, due.to_json())
+
+    async def tick() -> tuple[float, BaseException | None]:
+        transport = HttpxTransport()
+        bundle = build_app(app.env, transport=transport)  # a Worker isolate of its own
+        started = time.monotonic()
+        try:
+            await bundle.scheduled("*/5 * * * *")
+            failure = None
+        except UpstashError as exc:
+            failure = exc
+        finally:
+            await transport.aclose()
+        return time.monotonic() - started, failure
+
+    {"redis": app.redis, "qstash": app.qstash}[backend].set_mode("hang")
+    try:
+        elapsed, failure = asyncio.run(tick())
+    finally:
+        app.reset()
+        redis_call(app, "HDEL", OUTBOX_KEY, due.id)
+    assert (failure is not None) == (status == 503), failure
+    assert elapsed <= measured_s + SLACK_S, elapsed
+    assert elapsed <= row.bound_s + BOUND_OVERHEAD_S, elapsed
