@@ -57,6 +57,7 @@ class Call:
     total_s: float | None = None  # arrival -> the ASGI call returned (background included)
     body: bytes = b""
     error: str | None = None  # an exception that escaped the ASGI app
+    query: str = ""  # the query string: a test may tag its own calls with one
 
     @property
     def done(self) -> bool:
@@ -76,6 +77,7 @@ class Recorder:
             await self.app(scope, receive, send)
             return
         call = Call(scope["method"], scope["path"], time.monotonic())
+        call.query = bytes(scope.get("query_string", b"")).decode("latin-1")
         with self._lock:
             self.calls.append(call)
 
@@ -137,6 +139,7 @@ class FaultyApp:
     recorder: Recorder
     logs: LogKeeper
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+    env: Mapping[str, str] = field(default_factory=dict)  # what the app was built from
 
     @property
     def proxies(self) -> tuple[FaultProxy, FaultProxy, FaultProxy]:
@@ -244,7 +247,7 @@ class FaultyApp:
             )
             # Stopped before the server: calls still waiting on an upstream end at once.
             stack.callback(lambda: [proxy.stop() for proxy in (redis, qstash, email)])
-            app = cls(url, info, redis, qstash, email, recorder, logs)
+            app = cls(url, info, redis, qstash, email, recorder, logs, env=env)
             stack.callback(app.http.close)
             stack.callback(app.reset)  # release hung connections before the server stops
             yield app

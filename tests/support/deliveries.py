@@ -14,16 +14,19 @@ from tests.conftest import Devstack
 from tests.support.inprocess import BASE_URL
 
 
-def signature(devstack: Devstack, path: str, body: bytes) -> str:
-    """An `Upstash-Signature` for `body` delivered to `path`, signed with the current key."""
-    claims = delivery_claims(BASE_URL + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
+def signature(devstack: Devstack, path: str, body: bytes, base_url: str = BASE_URL) -> str:
+    """An `Upstash-Signature` for `body` delivered to `base_url + path`, signed with the
+    current key (`base_url`: the in-process app's unless another app is served)."""
+    claims = delivery_claims(base_url + path, body, now=time.time(), jwt_id=uuid.uuid4().hex)
     return sign_jwt(claims, str(devstack.raw["qstash_current_signing_key"]))
 
 
-def signed_headers(devstack: Devstack, path: str, body: bytes) -> dict[str, str]:
-    """The headers of a signed JSON delivery of `body` to `path`."""
+def signed_headers(
+    devstack: Devstack, path: str, body: bytes, base_url: str = BASE_URL
+) -> dict[str, str]:
+    """The headers of a signed JSON delivery of `body` to `base_url + path`."""
     return {
-        "upstash-signature": signature(devstack, path, body),
+        "upstash-signature": signature(devstack, path, body, base_url),
         "content-type": "application/json",
     }
 
