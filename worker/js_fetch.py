@@ -62,9 +62,11 @@ class JsFetchTransport:
             controller.abort.bind(controller),
             max(1, math.ceil(request.timeout * 1000)),
         )
+        finished = False
         try:
             response = await js.fetch(request.url, self._init(request, controller.signal))
             buffer = await response.arrayBuffer()  # the same signal bounds the body
+            finished = True
         except JsException as exc:
             name = str(getattr(exc, "name", "") or type(exc).__name__)
             if name == TIMEOUT_ERROR:
@@ -76,6 +78,8 @@ class JsFetchTransport:
             raise TransportError(f"{request.method} request failed: {name}") from None
         finally:
             js.clearTimeout(timer)
+            if not finished:  # cancelled, say: the exchange must not outlive its caller
+                controller.abort()
         headers: dict[str, str] = js.Object.fromEntries(response.headers).to_py()
         return HttpResponse(
             status=int(response.status),

@@ -58,9 +58,18 @@ def echo_server() -> Iterator[EchoServer]:
     async def raw_bytes(request: web.Request) -> web.Response:
         return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
 
+    hang_aborts = [0]
+
     async def hang(request: web.Request) -> web.Response:
-        await stopping.wait()  # released at teardown so no handler is left pending
+        try:
+            await stopping.wait()  # released at teardown so no handler is left pending
+        except asyncio.CancelledError:  # the client went away
+            hang_aborts[0] += 1
+            raise
         return web.Response(text="late")
+
+    async def hang_stats(request: web.Request) -> web.Response:
+        return web.json_response({"aborted": hang_aborts[0]})
 
     async def drip(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "application/json"})
@@ -77,11 +86,13 @@ def echo_server() -> Iterator[EchoServer]:
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_get("/bytes", raw_bytes)
     app.router.add_route("*", "/hang", hang)
+    app.router.add_get("/hang-stats", hang_stats)
     app.router.add_get("/drip", drip)
     app.router.add_post("/record", record)
 
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    # Handlers are cancelled when their client goes away (/hang counts it).
+    runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
     port = _free_port()
     ready = threading.Event()
 

@@ -56,7 +56,7 @@ class EchoServer:
 
     /echo...  answers {method, path, headers, body_b64} with `x-echo: yes`
     /bytes    answers bytes 0..255 as application/octet-stream
-    /hang     never answers (for timeouts)
+    /hang     never answers (for timeouts); /hang-stats counts the clients that went away
     /drip     answers its head and a first body chunk, then never finishes the body
     /record   stores a JSON body in `records`
     """

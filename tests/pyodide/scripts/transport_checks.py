@@ -2,7 +2,9 @@
 and the Worker's own `JsFetchTransport` (worker/js_fetch.py), against the CPython test's
 loopback echo server (ENV: ECHO_URL, REFUSED_URL)."""
 
+import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -132,6 +134,30 @@ async def bytes_body_passed_as_is_roundtrips() -> None:
 
 
 checks.add("pyfetch:bytes_body_passed_as_is_roundtrips", bytes_body_passed_as_is_roundtrips)
+
+
+async def cancelled_exchange_is_aborted() -> None:
+    # A cancelled caller takes its exchange down: the fetch is aborted, not left running
+    # (its deadline's timer is cleared with it).
+    async def aborted() -> int:
+        response = await pyfetch(f"{ECHO}/hang-stats")
+        return int((await response.json())["aborted"])
+
+    before = await aborted()
+    task = asyncio.ensure_future(
+        JsFetchTransport().send(HttpRequest("GET", f"{ECHO}/hang", timeout=30))
+    )
+    await asyncio.sleep(0.3)  # the request reaches the server
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 3
+    while await aborted() == before:
+        assert time.monotonic() < deadline, "the server never saw the client go away"
+        await asyncio.sleep(0.05)
+
+
+checks.add("js_fetch_transport:cancelled_exchange_is_aborted", cancelled_exchange_is_aborted)
 TRANSPORTS: dict[str, Transport] = {
     **{name: FetchTransport(fetch_fn) for name, fetch_fn in FETCHES.items()},
     "js_fetch_transport": JsFetchTransport(),
