@@ -32,10 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.measure import table
-from devstack.dev import DEV_ORDER_TOKEN_SECRET, app_env
-from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
-from shared.redis import Redis
+from bench.measure import seed_order, table
+from devstack.dev import app_env
 
 REPO = Path(__file__).resolve().parent.parent
 OURS = "vercel_api.index"
@@ -238,20 +236,7 @@ async def run(stack: dict[str, str]) -> str:
     url, token = stack["redis_rest_url"], stack["redis_rest_token"]
     env = {**app_env(stack, "http://127.0.0.1:1"), "RATE_LIMIT": "1000000000/10s"}
     env["LOG_LEVEL"] = "WARNING"
-    redis = Redis(url, token)
-    tokens = OrderTokens(DEV_ORDER_TOKEN_SECRET)
-    order_id = new_order_id()
-    record = OrderRecord(
-        id=order_id,
-        customer_email="bench@example.com",
-        items=(Item("SKU-1", 2, 1250),),
-        currency="EUR",
-        total_cents=2500,
-        created_at="2026-01-01T00:00:00+00:00",
-    )
-    await redis.set(order_key(order_id), record.to_json(), ex=3600)
-    await redis.aclose()
-    auth = {"authorization": f"Bearer {tokens.issue(order_id)}"}
+    order_id, auth = await seed_order(stack)
     order_path = f"/api/orders/{order_id}"
     ours = Side("ours", OURS, env)
     peer = Side("peer", PEER, {"UPSTASH_REDIS_REST_URL": url, "UPSTASH_REDIS_REST_TOKEN": token})

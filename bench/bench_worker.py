@@ -3,7 +3,8 @@
 Workers served side by side on the same devstack: ours (the staged `worker/` + `shared/`,
 as wrangler uploads it), a Worker making one `pyfetch` to Redis per request (GET, Upstash's
 one-command URL form: the target's floor), the same Worker POSTing the command as a JSON
-body (the form every pipeline takes; shown for reference) and a no-op Worker. The figure is
+body (the form every pipeline takes; shown for reference), our transport alone sending one
+pipelined POST as the app does (no app around it) and a no-op Worker. The figure is
 the node process's CPU per request, all threads, from each thread's scheduler clock
 (/proc/PID/task/*/schedstat, nanoseconds): what Workers bill (and cap at 10 ms on the Free
 plan). Every Worker first serves WARM_UP requests (V8 keeps tiering up JS and wasm for
@@ -23,10 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.measure import table
-from devstack.dev import DEV_ORDER_TOKEN_SECRET, app_env
-from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
-from shared.redis import Redis
+from bench.measure import seed_order, table
+from devstack.dev import app_env
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "314"  # the Pyodide of Workers with a compatibility date from 2026-09-08
@@ -63,6 +62,32 @@ class Default(WorkerEntrypoint):
             headers={"Authorization": "Bearer " + token},
         )
         return Response.json(await reply.json())
+"""
+
+# Our transport alone: one pipelined POST as the app sends it, its answer passed through.
+TRANSPORT_ONLY = """
+import js
+from pyodide.ffi import to_js
+from workers import WorkerEntrypoint
+
+from js_fetch import JsFetchTransport
+from shared.http.transport import HttpRequest
+
+TRANSPORT = JsFetchTransport()
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = str(self.env.UPSTASH_REDIS_REST_URL) + "/pipeline"
+        headers = {
+            "Authorization": "Bearer " + str(self.env.UPSTASH_REDIS_REST_TOKEN),
+            "Content-Type": "application/json",
+            "Upstash-Encoding": "base64",
+        }
+        body = b'[["GET","bench-worker-key"]]'
+        answer = await TRANSPORT.send(HttpRequest("POST", url, headers, body, 5.0))
+        init = to_js({"status": answer.status}, dict_converter=js.Object.fromEntries)
+        return js.Response.new(answer.body.decode(), init)
 """
 
 NO_OP = """
@@ -116,21 +141,7 @@ async def run(stack: dict[str, str]) -> str:
     from runner import serve_worker  # the tests' harness: real Pyodide under node
     from stage_worker import stage
 
-    url, token = stack["redis_rest_url"], stack["redis_rest_token"]
-    redis = Redis(url, token)
-    order_id = new_order_id()
-    record = OrderRecord(
-        id=order_id,
-        customer_email="bench@example.com",
-        items=(Item("SKU-1", 2, 1250),),
-        currency="EUR",
-        total_cents=2500,
-        created_at="2026-01-01T00:00:00+00:00",
-    )
-    await redis.set(order_key(order_id), record.to_json(), ex=3600)
-    await redis.set("bench-worker-key", record.to_json(), ex=3600)
-    await redis.aclose()
-    auth = {"authorization": f"Bearer {OrderTokens(DEV_ORDER_TOKEN_SECRET).issue(order_id)}"}
+    order_id, auth = await seed_order(stack, "bench-worker-key")
 
     env = {**app_env(stack, "http://127.0.0.1:1"), "RATE_LIMIT": "1000000000/10s"}
     env["LOG_LEVEL"] = "WARNING"
@@ -139,8 +150,11 @@ async def run(stack: dict[str, str]) -> str:
         root = Path(tmp)
         ours_dir = root / "ours"
         stage(ours_dir)
+        stage(root / "transport-only")  # its own copy: a node process is found by its folder
+        (root / "transport-only" / "entry.py").write_text(TRANSPORT_ONLY)
         dirs = {
             "ours": ours_dir,
+            "transport-only": root / "transport-only",
             "one-fetch": root / "one-fetch",
             "one-fetch-post": root / "one-fetch-post",
             "no-op": root / "no-op",
@@ -159,6 +173,7 @@ async def run(stack: dict[str, str]) -> str:
             ("ours: GET /api/health", "ours", "/api/health", {}),
             ("one-fetch Worker", "one-fetch", "/", {}),
             ("one-fetch Worker, POST body", "one-fetch-post", "/", {}),
+            ("our transport alone, one pipelined POST", "transport-only", "/", {}),
             ("no-op Worker", "no-op", "/", {}),
         ]
         for label, name, path, headers in plan:  # warm: first requests build; V8 tiers up
@@ -197,6 +212,8 @@ async def run(stack: dict[str, str]) -> str:
         )
     )
     post = medians["one-fetch Worker, POST body"]
+    alone = medians["our transport alone, one pipelined POST"]
+    rows.append(("our transport alone / one-fetch", "", f"{alone / one:.2f}x", "", ""))
     for label, value in (("cached order read", order), ("health", health)):
         # Reference only: the command as a JSON body, as both official SDKs send every one.
         rows.append((f"{label} / one-fetch POST", "", f"{value / post:.2f}x", "", ""))

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from devstack.dev import DEV_ORDER_TOKEN_SECRET
+from shared.orders.records import Item, OrderRecord, OrderTokens, new_order_id, order_key
+from shared.redis import Redis
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -119,3 +123,25 @@ def import_time_us(module: str, runs: int = 5) -> float:
                     continue
         samples.append(total)
     return statistics.median(samples)
+
+
+async def seed_order(stack: dict[str, str], *copies: str) -> tuple[str, dict[str, str]]:
+    """Stores one order (and the same record under each key in `copies`) in the stack's
+    Redis for an hour; returns its id and the `Authorization` header that reads it."""
+    order_id = new_order_id()
+    record = OrderRecord(
+        id=order_id,
+        customer_email="bench@example.com",
+        items=(Item("SKU-1", 2, 1250),),
+        currency="EUR",
+        total_cents=2500,
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    redis = Redis(stack["redis_rest_url"], stack["redis_rest_token"])
+    try:
+        for key in (order_key(order_id), *copies):
+            await redis.set(key, record.to_json(), ex=3600)
+    finally:
+        await redis.aclose()
+    token = OrderTokens(DEV_ORDER_TOKEN_SECRET).issue(order_id)
+    return order_id, {"authorization": f"Bearer {token}"}
